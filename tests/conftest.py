@@ -1,0 +1,49 @@
+"""Shared fixtures. Everything here is built offline, in memory or under tmp_path."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Tests must not write outside the work tree or reach the network.
+_TMP = Path(tempfile.mkdtemp(prefix="tl_lightning_tests_"))
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_DIR", str(_TMP / "wandb"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TL_LIGHTNING_CACHE", str(_TMP / "cache"))
+
+#: The public test sets, shared beside the repository (never copied into it).
+BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+
+_CORPUS = [
+    'System: Function:\ndef get_weather_forecast(city: str, days: int = None):\n    """\n    Forecast.\n    """',
+    'User: What is the weather in Paris?\nAssistant: get_weather_forecast(city="Paris", days=3)</s>',
+    'Output: {"city": "Paris", "forecast": [21.5, 19.0]}\nAssistant: finish(answer="Sunny, 21 degrees")</s>',
+    'Thought: I need the stock price.\nAction: get_stock_price\nAction Input: {"symbol": "AAPL"}',
+    'get_weather_history(city="Rome", date="2024-01-02") search_flights search_hotels convert_units',
+    '{"name": "get_stock_price", "arguments": {"symbol": "MSFT"}} <tool_call> </tool_call> error',
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A byte-level BPE fast tokenizer (offsets supported) trained on a few tool-use lines.
+
+    Special tokens: ``<s>``, ``</s>`` (eos), ``<pad>``, ``<unk>``, plus ``<|im_start|>`` and
+    ``<|im_end|>`` for chat-template tests.
+    """
+    from tl_lightning.tokenization import train_bpe_tokenizer
+
+    return train_bpe_tokenizer(_CORPUS * 20, vocab_size=512, extra_special_tokens=["<|im_start|>", "<|im_end|>"])
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir() -> Path:
+    if not BENCHMARKS_DIR.is_dir():
+        pytest.skip(f"shared benchmarks not found at {BENCHMARKS_DIR}")
+    return BENCHMARKS_DIR
