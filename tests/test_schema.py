@@ -22,12 +22,12 @@ def test_valid_trajectory_roundtrips_openai_spec():
     spec = t.tools[0].to_openai()
     assert Tool.from_openai(spec) == t.tools[0]
     assert t.query == "hi"
+    assert not t.is_empty and _traj(steps=[], final_answer=None).is_empty
 
 
 @pytest.mark.parametrize(
     "kw, msg",
     [
-        (dict(steps=[], final_answer=None), "empty trajectory"),
         (dict(messages=[Message("system", "s")]), "no user message"),
         (dict(tools=[Tool("a"), Tool("a")]), "duplicate tool names"),
     ],

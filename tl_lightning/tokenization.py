@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-__all__ = ["SPECIAL_TOKENS", "train_bpe_tokenizer"]
+__all__ = ["SPECIAL_TOKENS", "TINY_TOKENIZER", "load_tokenizer", "shipped_tokenizer_dir", "train_bpe_tokenizer"]
 
 #: bos, eos, pad, unk. EOS doubles as the end-of-turn token of the python_doc and react templates.
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
@@ -45,3 +45,34 @@ def train_bpe_tokenizer(
     if chat_template is not None:
         fast.chat_template = chat_template
     return fast
+
+
+#: Name under which :func:`load_tokenizer` returns the tokenizer shipped in ``tl_lightning/assets/tokenizer``.
+TINY_TOKENIZER = "tl-tiny"
+
+
+def shipped_tokenizer_dir():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent / "assets" / "tokenizer"
+
+
+def load_tokenizer(name_or_path: str = TINY_TOKENIZER, **kwargs) -> PreTrainedTokenizerFast:
+    """Load a fast tokenizer by hub name or local path (``"tl-tiny"`` = the shipped one).
+
+    Encoding needs character offsets, which only fast tokenizers give, so a slow one is an error.
+    A tokenizer with no pad token (LLaMA's) pads with EOS; padding is always masked out, so the
+    choice does not change any loss.
+    """
+    from transformers import AutoTokenizer
+
+    path = str(shipped_tokenizer_dir()) if name_or_path == TINY_TOKENIZER else name_or_path
+    tok = AutoTokenizer.from_pretrained(path, **kwargs)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(
+            f"tokenizer {name_or_path!r} is a slow (Python) tokenizer; tl_lightning needs a fast tokenizer "
+            "for character offsets (install `tokenizers` and load with use_fast=True, or convert it)"
+        )
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok

@@ -176,7 +176,8 @@ class Trajectory:
     ``messages`` are the system/user messages before the first step (``system`` is the system
     prompt text separate from the tool list). ``final_answer`` is the assistant's closing text,
     rendered by templates as a ``finish(answer=...)`` call or a plain reply; None when the
-    trajectory ends on a step (e.g. an RL or evaluation prompt).
+    trajectory ends on a step (e.g. an RL or evaluation prompt). A trajectory with neither steps
+    nor a final answer is a prompt; readers of training data reject it as empty.
     """
 
     id: str
@@ -193,10 +194,6 @@ class Trajectory:
         names = [t.name for t in self.tools]
         _check(len(names) == len(set(names)), f"trajectory {self.id}: duplicate tool names {sorted(n for n in set(names) if names.count(n) > 1)}")
         _check(any(m.role == "user" for m in self.messages), f"trajectory {self.id}: no user message")
-        _check(
-            len(self.steps) > 0 or self.final_answer is not None,
-            f"trajectory {self.id}: empty trajectory (no assistant step and no final answer)",
-        )
         _check(self.final_answer is None or isinstance(self.final_answer, str), f"trajectory {self.id}: final_answer must be a string")
 
     @property
@@ -205,6 +202,10 @@ class Trajectory:
 
     def tool(self, name: str) -> Tool | None:
         return next((t for t in self.tools if t.name == name), None)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.steps and self.final_answer is None
 
     @property
     def query(self) -> str:
