@@ -1,0 +1,257 @@
+"""Synthetic generator: executed error feedback per category, rate, determinism, strict round trip,
+tool lists, unseen test values, multi-turn success checks and the cached quick-start set."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tl_lightning.data import synthetic
+from tl_lightning.data.feedback import classify_feedback
+from tl_lightning.data.readers import read_trajectories
+from tl_lightning.data.schema import FeedbackCategory as C
+from tl_lightning.data.schema import ToolCall
+from tl_lightning.data.synthetic_scenarios import POOLS, split_pool
+from tl_lightning.tools.sandbox import Sandbox
+from tl_lightning.tools.toolkits._common import CITIES
+
+SIZES = {"n_train": 600, "n_val": 20, "n_test_single": 40, "n_test_multi": 40}
+
+#: The feedback category each injected kind must produce (a wrong sibling fails on its arguments).
+INTENDED = {
+    "wrong_tool": {C.PARAMETER_HALLUCINATION, C.PARAMETER_MISSING},
+    "hallucinated_tool": {C.TOOL_HALLUCINATION},
+    "hallucinated_parameter": {C.PARAMETER_HALLUCINATION},
+    "missing_parameter": {C.PARAMETER_MISSING},
+    "bad_value": {C.TOOL_CALL_FAILURE, C.OTHERS},
+    "instability": {C.TOOL_INSTABILITY},
+}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic")
+    synthetic.generate(out, seed=3, error_rate=0.17, **SIZES)
+    return out
+
+
+@pytest.fixture(scope="module")
+def train(generated):
+    return read_trajectories(generated / "train.jsonl", format="openai", strict=True)
+
+
+def test_files_and_manifest(generated):
+    manifest = json.loads((generated / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 600, "val": 20, "test_single": 40, "test_multi": 40}
+    assert manifest["seed"] == 3 and manifest["version"] == synthetic.VERSION
+    assert manifest["trajectories_with_error"] == {"train": 102, "val": 3}  # round(0.17 * n)
+    assert set(manifest["injected_kinds"]) == set(synthetic.ERROR_KINDS)
+    assert manifest["n_tools"] >= 40 and len(manifest["toolkits"]) >= 8
+    for split, n in manifest["counts"].items():
+        assert len((generated / f"{split}.jsonl").read_text().splitlines()) == n
+
+
+def test_strict_round_trip_through_openai_reader(generated, train):
+    assert len(train) == 600 and train.report.n_skipped == 0
+    sandbox = Sandbox(timeout_s=None)
+    again = synthetic._trajectories("train", 600, 3, 0.17, sandbox)
+    for read, made in zip(train, again, strict=True):
+        assert read.id == made.id and read.query == made.query and read.final_answer == made.final_answer
+        assert [t.name for t in read.tools] == [t.name for t in made.tools]
+        assert [(c.name, c.arguments) for s in read.steps for c in s.calls] == [(c.name, c.arguments) for s in made.steps for c in s.calls]
+        assert [s.feedback for s in read.steps] == [s.feedback for s in made.steps]
+        # the reader's classifier agrees with the sandbox's intended category on every step
+        assert [s.category for s in read.steps] == [s.category for s in made.steps]
+
+
+@pytest.mark.parametrize("kind", synthetic.ERROR_KINDS)
+def test_each_injected_kind_classifies_as_intended(train, kind):
+    hits = [t for t in train if t.meta["error"] and t.meta["error"]["kind"] == kind]
+    assert len(hits) >= 10
+    for t in hits:
+        err = t.meta["error"]
+        step = t.steps[err["step"]]
+        category = classify_feedback(step.feedback[0])
+        assert category.value == err["category"] and category in INTENDED[kind], (t.id, step.feedback)
+        # the recovery: the next step makes the correct call, and it succeeds
+        nxt = t.steps[err["step"] + 1]
+        assert nxt.category is C.ALL_RIGHT
+        if kind == "instability":
+            assert nxt.calls[0].to_dict() == step.calls[0].to_dict()
+        else:
+            assert nxt.calls[0].to_dict() != step.calls[0].to_dict()
+        if kind == "wrong_tool":
+            assert step.calls[0].name in synthetic.siblings(nxt.calls[0].name, t.tool_names)
+
+
+def test_clean_steps_are_never_errors(train):
+    for t in train:
+        error_steps = [i for i, s in enumerate(t.steps) if s.is_error]
+        assert error_steps == ([t.meta["error"]["step"]] if t.meta["error"] else []), t.id
+
+
+def test_error_rate_within_two_points(generated, tmp_path):
+    for path, rate in ((generated, 0.17),):
+        trajs = read_trajectories(path / "train.jsonl", format="openai")
+        measured = sum(any(s.is_error for s in t.steps) for t in trajs) / len(trajs)
+        assert abs(measured - rate) <= 0.02
+    synthetic.generate(tmp_path, n_train=200, n_val=0, n_test_single=1, n_test_multi=1, seed=1, error_rate=0.4)
+    trajs = read_trajectories(tmp_path / "train.jsonl", format="openai")
+    assert sum(any(s.is_error for s in t.steps) for t in trajs) == 80
+
+
+def test_same_seed_gives_identical_bytes(generated, tmp_path):
+    synthetic.generate(tmp_path / "a", seed=3, error_rate=0.17, **SIZES)
+    for name in ("train.jsonl", "val.jsonl", "test_single.jsonl", "test_multi.jsonl", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (generated / name).read_bytes(), name
+    synthetic.generate(tmp_path / "b", seed=4, error_rate=0.17, **SIZES)
+    assert (tmp_path / "b" / "train.jsonl").read_bytes() != (generated / "train.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_same_bytes_in_a_fresh_process(generated, tmp_path):
+    # Python's str hash is salted per process: the generator must not depend on it.
+    code = ("from tl_lightning.data import synthetic; "
+            f"synthetic.generate({str(tmp_path)!r}, seed=3, error_rate=0.17, n_train=600, n_val=20, n_test_single=40, n_test_multi=40)")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ, "PYTHONHASHSEED": "123"})
+    assert (tmp_path / "train.jsonl").read_bytes() == (generated / "train.jsonl").read_bytes()
+
+
+def test_tool_lists_hold_gold_tools_and_their_prefix_siblings(train):
+    for t in train:
+        names = t.tool_names
+        assert 4 <= len(names) <= 8, t.id
+        gold = [s.calls[0].name for s in t.steps if not s.is_error]
+        for g in gold:
+            assert g in names and set(synthetic.siblings(g, [x.name for x in synthetic.default_tools()])) <= set(names), (t.id, g)
+
+
+def test_family_rule():
+    assert synthetic.family("get_weather_forecast") == "get_weather" == synthetic.family("get_weather_alerts")
+    assert synthetic.family("get_air_quality") == "get_air"
+    assert synthetic.siblings("search_flights", ["search_hotels", "search_flights", "book_flight"]) == ["search_hotels"]
+
+
+def test_test_splits_use_unseen_values(generated):
+    train_cities = set(split_pool(POOLS["city"], "train"))
+    test_cities = set(split_pool(POOLS["city"], "test"))
+    assert train_cities.isdisjoint(test_cities) and train_cities | test_cities == set(CITIES)
+    city_re = re.compile("|".join(sorted(map(re.escape, CITIES), key=len, reverse=True)))
+    seen_test = Counter()
+    for name in ("test_single.jsonl", "test_multi.jsonl"):
+        for line in (generated / name).read_text().splitlines():
+            found = set(city_re.findall(json.loads(line)["messages"][0]["content"]))
+            assert found <= test_cities, found
+            seen_test.update(found)
+    assert seen_test
+    for line in (generated / "train.jsonl").read_text().splitlines():
+        assert set(city_re.findall(json.loads(line)["messages"][0]["content"])) <= train_cities
+
+
+def test_single_turn_cases(generated):
+    records = [json.loads(x) for x in (generated / "test_single.jsonl").read_text().splitlines()]
+    for r in records:
+        assert set(r) == {"id", "tools", "messages", "gold", "scenario"}
+        assert [m["role"] for m in r["messages"]] == ["user"]
+        names = [t["function"]["name"] for t in r["tools"]]
+        assert all(answer[0]["name"] in names for answer in r["gold"])
+    forecast = synthetic._gold_variants(ToolCall("get_weather_forecast", {"city": "Oslo", "days": 3}))
+    assert forecast == [[{"name": "get_weather_forecast", "arguments": {"city": "Oslo", "days": 3}}],
+                        [{"name": "get_weather_forecast", "arguments": {"city": "Oslo"}}],
+                        [{"name": "get_weather_forecast", "arguments": {"days": 3, "unit": "celsius", "city": "Oslo"}}]]
+
+
+def _env(record) -> Sandbox:
+    sb = Sandbox(record["toolkits"], timeout_s=None)
+    sb.reset(record["initial_state"] or None)
+    return sb
+
+
+def test_multi_turn_tasks_are_solvable_and_checkable(generated):
+    records = [json.loads(x) for x in (generated / "test_multi.jsonl").read_text().splitlines()]
+    state_tasks = 0
+    for r in records:
+        assert r["max_turns"] == 9 and r["success"]["finished"] is True
+        sb = _env(r)
+        assert not synthetic.check_success(r, sb, None)  # nothing done, no answer
+        for c in r["reference"]["calls"]:
+            assert sb.execute_outcome(ToolCall(c["name"], c["arguments"])).category is C.ALL_RIGHT
+        assert synthetic.check_success(r, sb, r["reference"]["answer"]), r["id"]
+        if any(c["type"] != "answer_contains" for c in r["success"]["all"]):
+            state_tasks += 1
+            assert not synthetic.check_success(r, _env(r), r["reference"]["answer"])  # right words, no action
+        else:
+            assert not synthetic.check_success(r, sb, "I cannot handle the task")
+    assert state_tasks >= 5
+
+
+def test_check_success_conditions():
+    sb = Sandbox(["todo", "files"], timeout_s=None)
+    sb.execute(ToolCall("add_task", {"title": "pay rent"}))
+    sb.execute(ToolCall("write_file", {"path": "/a.txt", "content": "hi"}))
+    meta = {"success": {"finished": True, "all": [
+        {"type": "answer_contains", "values": ["Rent"]},
+        {"type": "state_match", "toolkit": "todo", "key": "tasks", "where": {"title": "pay rent", "done": False}},
+        {"type": "state_match", "toolkit": "files", "key": "files", "where": {"/a.txt": "hi"}},
+        {"type": "state_absent", "toolkit": "todo", "key": "tasks", "where": {"title": "x"}},
+    ]}}
+    assert synthetic.check_success(meta, sb, "Added: pay rent.")
+    assert not synthetic.check_success(meta, sb, None)
+    assert not synthetic.check_success(meta, sb, "Done.")
+    sb.execute(ToolCall("complete_task", {"task_id": 1}))
+    assert not synthetic.check_success(meta, sb, "Added: pay rent.")
+    with pytest.raises(ValueError, match="no success condition"):
+        synthetic.check_success({}, sb, "x")
+
+
+def test_quickstart_path_generates_once_atomically(monkeypatch, tmp_path):
+    monkeypatch.setenv("TL_LIGHTNING_CACHE", str(tmp_path))
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_train", 30)
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_val", 5)
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_test_single", 5)
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_test_multi", 5)
+    path = synthetic.quickstart_path("val")
+    assert path == tmp_path / f"quickstart-{synthetic.VERSION}-0" / "val.jsonl" and path.is_file()
+    mtime = path.stat().st_mtime_ns
+    assert synthetic.quickstart_path("val").stat().st_mtime_ns == mtime  # not regenerated
+    assert synthetic.quickstart_path("test_multi").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [path.parent.name]  # no temporary folder left behind
+    with pytest.raises(ValueError, match="unknown quick-start split"):
+        synthetic.quickstart_path("dev")
+
+
+def test_cli(tmp_path, capsys):
+    assert synthetic.main(["--out", str(tmp_path), "--n-train", "12", "--n-val", "3", "--n-test", "6", "--seed", "2",
+                           "--error-rate", "0.5"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["counts"] == {"train": 12, "val": 3, "test_single": 6, "test_multi": 2}
+    assert manifest["trajectories_with_error"]["train"] == 6
+
+
+@pytest.mark.slow
+def test_full_quickstart_in_two_processes_is_fast_and_consistent(tmp_path):
+    """Two processes (as DDP ranks would) ask for the set at once: both get the same complete files."""
+    code = ("import time; t = time.perf_counter(); from tl_lightning.data.synthetic import quickstart_path; "
+            "t1 = time.perf_counter(); p = quickstart_path('train'); print(p, time.perf_counter() - t1)")
+    env = {**__import__("os").environ, "TL_LIGHTNING_CACHE": str(tmp_path)}
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0][0] == outs[1][0]
+    assert min(float(o[1]) for o in outs) < 60  # about 3 s on an idle core; generous for a loaded CI box
+    root = Path(outs[0][0]).parent
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 1217, "val": 100, "test_single": 300, "test_multi": 100}
+    trajs = read_trajectories(root / "train.jsonl", format="openai", strict=True)
+    measured = sum(any(s.is_error for s in t.steps) for t in trajs) / len(trajs)
+    assert abs(measured - 0.17) <= 0.02
+    assert len(list(tmp_path.iterdir())) == 1
+    assert time.perf_counter() - t0 < 90
