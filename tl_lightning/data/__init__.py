@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from tl_lightning.data.batch import IGNORE_INDEX, EncodedTrajectory, TrajectoryBatch, collate_encoded
 from tl_lightning.data.cases import EvalCase, MultiTurnTask
 from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
 from tl_lightning.data.feedback import FeedbackClassifier, classify_feedback, step_category
@@ -35,9 +34,16 @@ __all__ = [
     "write_openai_jsonl",
 ]
 
-# Imported on first use: encode/templates import tokenizer machinery, and importing them lazily keeps
-# `import tl_lightning.data` working (and cheap) whatever their state.
-_LAZY = {"encode_trajectory": "tl_lightning.data.encode", "get_template": "tl_lightning.data.templates"}
+# Imported on first use: batches, encoding and templates import torch or tokenizer machinery (seconds),
+# which readers, the sandbox and the synthetic generator never need.
+_LAZY = {
+    "encode_trajectory": "tl_lightning.data.encode",
+    "get_template": "tl_lightning.data.templates",
+    "IGNORE_INDEX": "tl_lightning.data.batch",
+    "EncodedTrajectory": "tl_lightning.data.batch",
+    "TrajectoryBatch": "tl_lightning.data.batch",
+    "collate_encoded": "tl_lightning.data.batch",
+}
 
 
 def __getattr__(name: str) -> Any:
