@@ -1,0 +1,163 @@
+"""ToolTrajectoryDataModule: reading + encoding + cache + report + batches."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+import tl_lightning.data.datamodule as dm_mod
+from tl_lightning.data.batch import IGNORE_INDEX, TrajectoryBatch
+from tl_lightning.data.datamodule import ToolTrajectoryDataModule, encode_file, resolve_data_path
+from tl_lightning.data.readers import write_openai_jsonl
+from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
+TOOLS = [Tool("get_weather_forecast", "", CITY, ("city",)), Tool("get_weather_history", "", CITY, ("city",))]
+
+
+def _trajs() -> list[Trajectory]:
+    failed = Step([ToolCall("get_weather_history", {"town": "Rome"})], feedback=["get_weather_history() got an unexpected keyword argument 'town'"])
+    ok = Step([ToolCall("get_weather_history", {"city": "Rome"})], feedback=['{"temp": 3}'])
+    return [
+        Trajectory("a", TOOLS, [Message("user", "Rome?")], [failed, ok], final_answer="3 C"),
+        Trajectory("b", TOOLS, [Message("user", "Paris?")], [Step([ToolCall("get_weather_forecast", {"city": "Paris"})], feedback=['{"t": 9}'])], final_answer="9 C"),
+        Trajectory("c", TOOLS, [Message("user", "Oslo " * 300)], [ok], final_answer="cold"),  # first step cannot fit
+    ]
+
+
+@pytest.fixture
+def train_file(tmp_path):
+    path = tmp_path / "train.jsonl"
+    write_openai_jsonl(_trajs(), path)
+    return path
+
+
+def _dm(path, tokenizer, tmp_path, **kw) -> ToolTrajectoryDataModule:
+    kw = {"max_length": 400, "batch_size": 2, "cache_dir": str(tmp_path / "cache"), **kw}
+    return ToolTrajectoryDataModule(train_path=str(path), val_path=str(path), tokenizer=tokenizer, **kw)
+
+
+def test_encode_file_report(train_file, tiny_tokenizer):
+    dataset, report = encode_file(train_file, tiny_tokenizer, "python_doc", max_length=400)
+    assert len(dataset) == 2 and dataset.ids == ["a", "b"]
+    assert (report.records, report.trajectories, report.skipped_too_long, report.skipped_read) == (3, 2, 1, 0)
+    assert report.steps == 3 and report.final_answers == 2
+    assert report.erroneous_steps == {"parameter_hallucination": 1}
+    # Key tokens on tool-call steps: get_weather_history x2 (first char + char 12) and get_weather_forecast (same).
+    assert report.key_tokens == 6 and report.mean_key_tokens_per_step == 2.0
+    assert report.tokens == sum(len(dataset[i]) for i in range(2))
+    item = dataset[0]
+    assert torch.equal(item.error_mask, item.step_ids == 0) and item.error_mask.any()
+
+
+def test_datamodule_batches_cache_and_report(train_file, tiny_tokenizer, tmp_path, capsys):
+    dm = _dm(train_file, tiny_tokenizer, tmp_path)
+    dm.prepare_data()
+    dm.setup("fit")
+    out = capsys.readouterr().out
+    assert "erroneous steps" in out and "parameter_hallucination 1" in out and "1 too long" in out
+    batch = next(iter(dm.val_dataloader()))
+    assert isinstance(batch, TrajectoryBatch) and batch.ids == ["a", "b"]
+    lengths = [len(dm.datasets["val"][i]) for i in range(2)]
+    assert batch.input_ids.shape == (2, max(lengths))
+    short = lengths.index(min(lengths))
+    assert batch.attention_mask[short].sum() == min(lengths)
+    assert (batch.labels[short, min(lengths) :] == IGNORE_INDEX).all()
+    assert (batch.input_ids[short, min(lengths) :] == tiny_tokenizer.pad_token_id).all()
+    assert batch.error_mask.dtype == torch.bool and batch.step_ids.dtype == torch.long
+    assert len(list(dm.train_dataloader())) == 1
+    # A second module with the same settings loads the cache without encoding.
+    cache_files = sorted((tmp_path / "cache").glob("*.pt"))
+    assert len(cache_files) == 1  # train and val are the same file: one cache entry
+
+    def boom(*a, **k):
+        raise AssertionError("re-encoded despite a valid cache")
+
+    dm2 = _dm(train_file, tiny_tokenizer, tmp_path)
+    dm2._encode = boom
+    dm2.setup("fit")
+    assert torch.equal(dm2.datasets["train"].flat["labels"], dm.datasets["train"].flat["labels"])
+    assert dm2.reports["train"] == dm.reports["train"]
+
+
+def test_cache_key_tracks_inputs(train_file, tiny_tokenizer, tmp_path):
+    base = _dm(train_file, tiny_tokenizer, tmp_path).cache_file("train")
+    assert _dm(train_file, tiny_tokenizer, tmp_path).cache_file("train") == base
+    assert _dm(train_file, tiny_tokenizer, tmp_path, max_length=300).cache_file("train") != base
+    assert _dm(train_file, tiny_tokenizer, tmp_path, template="react").cache_file("train") != base
+    assert _dm(train_file, tiny_tokenizer, tmp_path, error_categories=["others"]).cache_file("train") != base
+    train_file.write_text(train_file.read_text().replace("Rome?", "Rome!"))
+    assert _dm(train_file, tiny_tokenizer, tmp_path).cache_file("train") != base
+
+
+def test_lenient_mode_counts_bad_records(train_file, tiny_tokenizer, tmp_path):
+    with open(train_file, "a") as f:
+        f.write("{not json\n")
+        f.write(json.dumps({"id": "z", "tools": [], "messages": [{"role": "wizard", "content": "x"}]}) + "\n")
+    with pytest.raises(Exception, match="line 4"):
+        _dm(train_file, tiny_tokenizer, tmp_path).setup("fit")
+    dm = _dm(train_file, tiny_tokenizer, tmp_path, strict=False)
+    dm.setup("fit")
+    r = dm.reports["train"]
+    assert (r.records, r.skipped_read, r.skipped_too_long, r.trajectories) == (5, 2, 1, 2)
+
+
+def test_picklable_and_no_cache_mode(train_file, tiny_tokenizer, tmp_path):
+    dm = _dm(train_file, tiny_tokenizer, tmp_path, cache=False, template="react", max_length=700)
+    dm.setup("validate")
+    assert not (tmp_path / "cache").exists() and set(dm.datasets) == {"val"}
+    clone = pickle.loads(pickle.dumps(dm))
+    b1, b2 = next(iter(dm.val_dataloader())), next(iter(clone.val_dataloader()))
+    assert torch.equal(b1.input_ids, b2.input_ids) and torch.equal(b1.key_mask, b2.key_mask)
+    assert clone.tokenizer.eos_token == "</s>"
+
+
+def test_quickstart_paths_resolve_lazily(monkeypatch, tmp_path):
+    import tl_lightning.data.synthetic as synthetic
+
+    seen = []
+    monkeypatch.setattr(synthetic, "quickstart_path", lambda split="train": seen.append(split) or tmp_path / f"{split}.jsonl")
+    assert resolve_data_path("quickstart") == tmp_path / "train.jsonl"
+    assert resolve_data_path("quickstart:val") == tmp_path / "val.jsonl"
+    assert resolve_data_path("data/x.jsonl").name == "x.jsonl" and seen == ["train", "val"]
+
+
+def test_bad_settings_fail_fast(tiny_tokenizer, tmp_path):
+    with pytest.raises(ValueError, match="unknown template"):
+        ToolTrajectoryDataModule(train_path="x", template="alpaca", tokenizer=tiny_tokenizer)
+    dm = ToolTrajectoryDataModule(train_path=None, tokenizer=tiny_tokenizer, cache_dir=str(tmp_path))
+    dm.setup("fit")
+    assert dm.val_dataloader() == []
+    with pytest.raises(RuntimeError, match="no train data"):
+        dm.train_dataloader()
+    assert dm_mod.SPLITS == ("train", "val", "test")
+
+
+def test_encoding_problems_strict_and_lenient(train_file, tiny_tokenizer, tmp_path):
+    # The tiny tokenizer has no chat template: strict mode names the file, lenient mode counts the skips.
+    with pytest.raises(ValueError, match=r"train\.jsonl: .*has none"):
+        encode_file(train_file, tiny_tokenizer, "chat_template", max_length=400)
+    _, report = encode_file(train_file, tiny_tokenizer, "chat_template", max_length=400, strict=False)
+    assert report.trajectories == 0 and report.skipped_other == {"TemplateError": 3}
+    dm = _dm(train_file, tiny_tokenizer, tmp_path, max_length=20)
+    with pytest.raises(ValueError, match="no trajectory left to train on \\(3 longer than max_length=20"):
+        dm.setup("fit")
+
+
+@pytest.mark.slow
+def test_fits_with_the_sft_module(train_file, tiny_tokenizer, tmp_path):
+    import lightning as L
+
+    from tl_lightning.modules.sft import TLSFTModule
+
+    dm = _dm(train_file, tiny_tokenizer, tmp_path, batch_size=2)
+    tiny = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "intermediate_size": 64}
+    module = TLSFTModule(tokenizer=dm.tokenizer, lr=1e-3, tiny_config=tiny)
+    before = [p.detach().clone() for p in module.parameters()]
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=1)
+    trainer.fit(module, datamodule=dm)
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))

@@ -1,0 +1,291 @@
+"""Trajectory -> one token sequence with labels, MAE error mask, PKT key-token mask and step ids.
+
+One pass per trajectory: the template renders the whole trajectory once with character spans
+(:mod:`tl_lightning.data.templates`), the fast tokenizer tokenizes it once with an offset
+mapping, and every token is assigned to a span with ``searchsorted`` (no Python loop over
+tokens). The official code instead re-encodes one sample per assistant turn (O(turns²) tokens);
+the per-token masks here give the same loss on fewer tokens (DESIGN.md §1, MAE).
+
+Rules (one per segment kind):
+
+- A token is **supervised** iff its character span overlaps a supervised segment (an assistant
+  step's calls or the final answer, with the end-of-turn string). Token spans tile the text
+  (:func:`token_spans`: whitespace a tokenizer trims from its offsets belongs to its token);
+  zero-width tokens (an added BOS) are never supervised. ``labels`` holds its id there, ``IGNORE_INDEX`` elsewhere; ``step_ids`` holds
+  the step index (final answer = ``len(traj.steps)``), -1 elsewhere.
+- ``error_mask``: supervised tokens of steps whose category is an error (by default every
+  category except ``all_right``; ``error_categories`` narrows it). A step with feedback but no
+  category is classified with :func:`tl_lightning.data.feedback.step_category`.
+- ``key_mask`` (DESIGN.md §1, PKT): for each supervised call, (a) the token holding the name's
+  first character; (b) for every *other* tool name shown by the template that shares a
+  non-empty prefix with the called name, the token holding the first differing character of
+  the called name; when the called name is a strict prefix of the other name, that is the
+  character right after the name, counted only if it lies inside the supervised segment.
+  Hallucinated (undefined) names get (a) and (b) too, and so do calls of erroneous steps: the
+  loss decides whether MAE zeroes them. ``finish`` counts as a tool name when the template shows
+  it (``python_doc``/``react`` add it when missing); in ``chat_template`` the final answer is
+  plain text and has no key tokens.
+- Truncation: when the sequence exceeds ``max_length`` it is cut right after the last
+  supervised segment that fits entirely (a complete step, end-of-turn included), and flagged
+  ``truncated``. If not even the first supervised segment fits, :class:`TrajectoryTooLong` is raised.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from tl_lightning.data.batch import IGNORE_INDEX, EncodedTrajectory
+from tl_lightning.data.schema import FeedbackCategory, Step, Trajectory
+from tl_lightning.data.templates import Rendered, Template, TemplateError, get_template
+
+__all__ = [
+    "EncodeError",
+    "TrajectoryTooLong",
+    "encode_trajectories",
+    "encode_trajectory",
+    "step_is_error",
+    "tokenize_batch_with_offsets",
+    "tokenize_with_offsets",
+    "token_spans",
+]
+
+
+class EncodeError(ValueError):
+    """A trajectory that cannot be encoded (nothing supervised, or too long)."""
+
+
+class TrajectoryTooLong(EncodeError):
+    """Not even the first supervised step fits in ``max_length`` tokens."""
+
+    def __init__(self, traj_id: str, needed: int, max_length: int):
+        self.traj_id, self.needed, self.max_length = traj_id, needed, max_length
+        super().__init__(f"trajectory {traj_id}: its first supervised step ends at token {needed} > max_length={max_length}")
+
+
+_BOS_PREFIX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _bos_prefix(tokenizer) -> list[int]:
+    """Ids the tokenizer itself puts before a text (its BOS convention), found by comparing encodings."""
+    try:
+        return _BOS_PREFIX[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    prefix = []
+    for n in range(len(full) - len(bare) + 1):
+        if full[n : n + len(bare)] == bare:
+            prefix = list(full[:n])
+            break
+    try:
+        _BOS_PREFIX[tokenizer] = prefix
+    except TypeError:
+        pass
+    return prefix
+
+
+def _check_fast(tokenizer) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(
+            f"{type(tokenizer).__name__} is a slow tokenizer; encoding needs a fast tokenizer's offset mapping "
+            "(load it with use_fast=True or tl_lightning.tokenization.load_tokenizer)"
+        )
+
+
+def tokenize_batch_with_offsets(texts: list[str], tokenizer) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`tokenize_with_offsets` of several texts in one call (the Rust tokenizer runs them in parallel)."""
+    _check_fast(tokenizer)
+    if not texts:
+        return []
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    prefix = _bos_prefix(tokenizer)
+    out = []
+    for ids, offs in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+        ids = np.asarray(ids, dtype=np.int64)
+        offsets = np.asarray(offs, dtype=np.int64).reshape(-1, 2)
+        if prefix and ids[: len(prefix)].tolist() != prefix:
+            ids = np.concatenate([np.asarray(prefix, dtype=np.int64), ids])
+            offsets = np.concatenate([np.zeros((len(prefix), 2), dtype=np.int64), offsets])
+        out.append((ids, offsets))
+    return out
+
+
+def tokenize_with_offsets(text: str, tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids ``[L]`` and character offsets ``[L, 2]`` of ``text``, with the tokenizer's BOS convention.
+
+    The tokenizer's special-token prefix (e.g. LLaMA's ``<s>``) is prepended with zero-width
+    offsets, unless the text already starts with it (chat templates often write it themselves).
+    """
+    return tokenize_batch_with_offsets([text], tokenizer)[0]
+
+
+def step_is_error(step: Step, error_categories: frozenset[FeedbackCategory] | None = None) -> bool:
+    """Whether MAE treats the step as erroneous (its category, classified from feedback if unset)."""
+    category = step.category
+    if category is None and step.feedback:
+        from tl_lightning.data.feedback import step_category
+
+        category = step_category(step.feedback)
+    if category is None:
+        return False
+    return category.is_error if error_categories is None else category in error_categories
+
+
+def _key_char_positions(rendered: Rendered, seg_start: np.ndarray, seg_end: np.ndarray) -> list[int]:
+    """Character positions of PKT key tokens (rules (a) and (b) in the module docstring)."""
+    positions: list[int] = []
+    for span in rendered.names:
+        seg = int(np.searchsorted(seg_end, span.start, side="right"))
+        limit = int(seg_end[seg]) if seg < len(seg_end) else span.end
+        positions.append(span.start)
+        for other in rendered.tool_names:
+            if other == span.name:
+                continue
+            shared = len(os.path.commonprefix([span.name, other]))
+            if shared and span.start + shared < limit:
+                positions.append(span.start + shared)
+    return positions
+
+
+def encode_trajectory(
+    traj: Trajectory,
+    tokenizer,
+    template: str | Template = "python_doc",
+    max_length: int | None = None,
+    error_categories: Iterable[FeedbackCategory | str] | None = None,
+) -> EncodedTrajectory:
+    """Encode ``traj`` as one sequence; every tensor of the result is 1-D, aligned with ``input_ids``.
+
+    Raises :class:`TrajectoryTooLong` when the first supervised step does not fit in
+    ``max_length`` and :class:`EncodeError` when nothing is supervised.
+    """
+    _check_fast(tokenizer)
+    template = get_template(template)
+    cats = None if error_categories is None else frozenset(FeedbackCategory(c) for c in error_categories)
+    rendered = _render_checked(traj, tokenizer, template)
+    ids, offsets = tokenize_with_offsets(rendered.text, tokenizer)
+    return _assemble(traj, rendered, ids, offsets, max_length, cats)
+
+
+def encode_trajectories(
+    trajs: Iterable[Trajectory],
+    tokenizer,
+    template: str | Template = "python_doc",
+    max_length: int | None = None,
+    error_categories: Iterable[FeedbackCategory | str] | None = None,
+    chunk_size: int = 256,
+) -> Iterator[EncodedTrajectory | EncodeError | TemplateError]:
+    """:func:`encode_trajectory` over many trajectories, tokenizing ``chunk_size`` texts per call.
+
+    Yields, in order, one result per trajectory: the encoding, or the :class:`EncodeError` /
+    :class:`TemplateError` that trajectory raised (so a caller can skip and count it).
+    """
+    _check_fast(tokenizer)
+    template = get_template(template)
+    cats = None if error_categories is None else frozenset(FeedbackCategory(c) for c in error_categories)
+    trajs = list(trajs)
+    for lo in range(0, len(trajs), chunk_size):
+        chunk = trajs[lo : lo + chunk_size]
+        rendered: list[Rendered | Exception] = []
+        for traj in chunk:
+            try:
+                rendered.append(_render_checked(traj, tokenizer, template))
+            except (EncodeError, TemplateError) as e:
+                rendered.append(e)
+        texts = [r.text for r in rendered if isinstance(r, Rendered)]
+        tokens = iter(tokenize_batch_with_offsets(texts, tokenizer))
+        for traj, r in zip(chunk, rendered, strict=True):
+            if not isinstance(r, Rendered):
+                yield r
+                continue
+            ids, offsets = next(tokens)
+            try:
+                yield _assemble(traj, r, ids, offsets, max_length, cats)
+            except EncodeError as e:
+                yield e
+
+
+def token_spans(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Character spans ``[start, end)`` of tokens that tile the text: each starts where the previous ends.
+
+    Byte-level tokenizers with ``trim_offsets=True`` (GPT-2 style) report a token's offsets without
+    its leading whitespace, so a lone-space token gets an empty span (``(11, 11)`` for the space
+    at 10) and would drop out of the supervised text. Giving every token the characters since the
+    previous token's end restores them; added prefix tokens (BOS) stay empty at position 0.
+    """
+    end = np.maximum.accumulate(offsets[:, 1]) if len(offsets) else offsets[:, 1]
+    start = np.concatenate([np.zeros(1, dtype=end.dtype), end[:-1]]) if len(end) else end
+    return start, end
+
+
+def _render_checked(traj: Trajectory, tokenizer, template: Template) -> Rendered:
+    rendered = template.render(traj, tokenizer)
+    if not rendered.supervised:
+        raise EncodeError(f"trajectory {traj.id}: no supervised step (no tool call and no final answer)")
+    return rendered
+
+
+def _assemble(
+    traj: Trajectory,
+    rendered: Rendered,
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    max_length: int | None,
+    cats: frozenset[FeedbackCategory] | None,
+) -> EncodedTrajectory:
+    """Labels and masks of one tokenized rendering (the vectorised core of :func:`encode_trajectory`)."""
+    sup = rendered.supervised
+    seg_start = np.asarray([s.start for s in sup], dtype=np.int64)
+    seg_end = np.asarray([s.end for s in sup], dtype=np.int64)
+    seg_step = np.asarray([s.step for s in sup], dtype=np.int64)
+    seg_error = np.asarray([s.step < len(traj.steps) and step_is_error(traj.steps[s.step], cats) for s in sup], dtype=bool)
+
+    tok_start, tok_end = token_spans(offsets)
+
+    # Segment of each token: the first supervised segment ending after the token starts; it overlaps iff it starts before the token ends.
+    seg = np.searchsorted(seg_end, tok_start, side="right")
+    seg_c = np.minimum(seg, len(sup) - 1)
+    supervised = (seg < len(sup)) & (seg_start[seg_c] < tok_end) & (tok_end > tok_start)
+
+    labels = np.where(supervised, ids, IGNORE_INDEX)
+    step_ids = np.where(supervised, seg_step[seg_c], -1)
+    error_mask = supervised & seg_error[seg_c]
+
+    key_mask = np.zeros(len(ids), dtype=bool)
+    chars = np.asarray(_key_char_positions(rendered, seg_start, seg_end), dtype=np.int64)
+    if chars.size:
+        tok = np.searchsorted(tok_end, chars, side="right")  # first token ending after the character
+        tok = tok[tok < len(ids)]
+        key_mask[tok] = True
+        key_mask &= supervised  # a character inside a zero-width or unsupervised token marks nothing
+
+    n, truncated, num_steps = len(ids), False, len(traj.steps)
+    if max_length is not None and n > max_length:
+        # Token count up to the end of each supervised segment: tokens starting before it ends.
+        ends = np.searchsorted(tok_start, seg_end, side="left")
+        fits = np.nonzero(ends <= max_length)[0]
+        if fits.size == 0:
+            raise TrajectoryTooLong(traj.id, int(ends[0]), max_length)
+        last = int(fits[-1])
+        n, truncated = int(ends[last]), True
+        num_steps = int(np.sum(seg_step[: last + 1] < len(traj.steps)))
+
+    def t(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a[:n])).to(dtype)
+
+    return EncodedTrajectory(
+        input_ids=t(ids, torch.long),
+        labels=t(labels, torch.long),
+        error_mask=t(error_mask, torch.bool),
+        key_mask=t(key_mask, torch.bool),
+        step_ids=t(step_ids, torch.long),
+        id=traj.id,
+        num_steps=num_steps,
+        truncated=truncated,
+    )
