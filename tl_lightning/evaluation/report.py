@@ -1,0 +1,210 @@
+"""Evaluation reports: per-case verdicts, totals, per-scenario breakdowns, error categories.
+
+Both ``score`` (prediction files) and the ``test`` stage (generated outputs) build their reports
+here, so the numbers agree wherever they come from. Percentages are of all cases (single-turn:
+TS/PI/CF, DESIGN.md §1) or of all calls / tasks (multi-turn: DE/CE over calls, VA over tasks).
+
+``report.json`` holds the headline numbers at the top level (``TS``/``PI``/``CF`` or
+``DE``/``CE``/``VA``), ``per_scenario``, ``error_categories`` (single-turn: the IRM outcome of each
+case, :func:`tl_lightning.scoring.case_category`, the same as the torchmetric's breakdown;
+multi-turn: the feedback category of each call, ``format_error`` for a turn with no parseable call), ``unparseable`` outputs, the data notes (skipped, repaired and unsolvable cases) and a
+``cases`` list (index, id, per-level booleans, category) for diffing two models case by case.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from tl_lightning.data.cases import EvalCase
+from tl_lightning.evaluation.multiturn import FORMAT_ERROR, EpisodeResult
+from tl_lightning.scoring import case_category, score_case
+from tl_lightning.tools.calls import ParseResult, parse_calls
+
+__all__ = ["case_record", "headline", "multi_turn_report", "single_turn_report", "write_report"]
+_MAX_LISTED = 200
+
+
+def _pct(k: int | float, n: int) -> float:
+    return round(100.0 * k / n, 2) if n else 0.0
+
+
+def case_record(case: EvalCase, output: str | None, mode: str, call_format: str) -> dict[str, Any]:
+    """Score one single-turn case: the per-case row of ``report.json`` (plus ``parse_error``)."""
+    parsed = parse_calls(output if output is not None else "", call_format)
+    if output is None:
+        parsed = ParseResult(error="no prediction for this case")
+    verdict = score_case(parsed, case, mode)
+    return {
+        "index": case.index,
+        "id": case.id,
+        "source_id": case.source_id,
+        "scenario": case.scenario,
+        "TS": verdict.TS,
+        "PI": verdict.PI,
+        "CF": verdict.CF,
+        "category": case_category(parsed, case, verdict).value,
+        "reason": verdict.reason,
+        "parse_error": parsed.error if not parsed.ok else None,
+        "unsolvable": bool(case.meta.get("unsolvable", False)),
+    }
+
+
+def _levels(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(rows)
+    return {"n": n, **{k: _pct(sum(r[k] for r in rows), n) for k in ("TS", "PI", "CF")}}
+
+
+def single_turn_report(
+    cases: list[EvalCase],
+    outputs: dict[str, str | None],
+    mode: str,
+    call_format: str = "auto",
+    benchmark: str = "",
+    data: dict[str, Any] | None = None,
+    predictions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report for single-turn ``cases`` given each case's raw output (``outputs[case.id]``; None = missing)."""
+    rows = [case_record(c, outputs.get(c.id), mode, call_format) for c in cases]
+    by_scenario: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_scenario[r["scenario"]].append(r)
+    expects_call = {c.id: bool(c.gold) and bool(c.gold[0]) for c in cases}
+    unparseable = [
+        {"index": r["index"], "id": r["id"], "error": r["parse_error"], "output": (outputs.get(r["id"]) or "")[:300]}
+        for r in rows
+        if r["parse_error"] and expects_call[r["id"]]
+    ]
+    solvable = [r for r in rows if not r["unsolvable"]]
+    report = {
+        "benchmark": benchmark,
+        "kind": "single_turn",
+        "mode": mode,
+        "format": call_format,
+        **_levels(rows),
+        "solvable_only": _levels(solvable) if len(solvable) != len(rows) else None,
+        "per_scenario": {s: _levels(rs) for s, rs in sorted(by_scenario.items())},
+        "error_categories": dict(Counter(r["category"] for r in rows).most_common()),
+        "unparseable": unparseable,
+        "n_unparseable": len(unparseable),
+        "data": data or {},
+        "predictions": predictions or {},
+        "cases": [{k: v for k, v in r.items() if k != "parse_error"} for r in rows],
+    }
+    return report
+
+
+def _rates(results: list[EpisodeResult]) -> dict[str, Any]:
+    calls = sum(r.n_calls for r in results)
+    out = {
+        "n": len(results),
+        "n_calls": calls,
+        "DE": _pct(sum(r.n_de for r in results), calls),
+        "CE": _pct(sum(r.n_ce for r in results), calls),
+        "VA": _pct(sum(r.finished for r in results), len(results)),
+    }
+    checked = [r for r in results if r.success is not None]
+    if checked:
+        out["success"] = _pct(sum(bool(r.success) for r in checked), len(checked))
+    return out
+
+
+def multi_turn_report(
+    results: list[EpisodeResult],
+    benchmark: str = "",
+    call_format: str = "auto",
+    data: dict[str, Any] | None = None,
+    predictions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report for multi-turn episodes: DE/CE over all calls, VA over tasks (+ sandbox success)."""
+    by_scenario: dict[str, list[EpisodeResult]] = defaultdict(list)
+    for r in results:
+        by_scenario[r.scenario].append(r)
+    unparseable = [
+        {"id": r.id, "index": r.index, "turn": t, "error": turn.error, "output": turn.output[:300]}
+        for r in results
+        for t, turn in enumerate(r.turns)
+        if FORMAT_ERROR in turn.categories
+    ]
+    return {
+        "benchmark": benchmark,
+        "kind": "multi_turn",
+        "format": call_format,
+        **_rates(results),
+        "per_scenario": {s: _rates(rs) for s, rs in sorted(by_scenario.items())},
+        "error_categories": dict(Counter(c for r in results for c in r.categories).most_common()),
+        "unparseable": unparseable,
+        "n_unparseable": len(unparseable),
+        "data": data or {},
+        "predictions": predictions or {},
+        "cases": [
+            {
+                "index": r.index,
+                "id": r.id,
+                "scenario": r.scenario,
+                "VA": r.finished,
+                "turns": len(r.turns),
+                "n_calls": r.n_calls,
+                "DE_calls": r.n_de,
+                "CE_calls": r.n_ce,
+                "categories": r.categories,
+                "success": r.success,
+            }
+            for r in results
+        ],
+    }
+
+
+def headline(report: dict[str, Any]) -> str:
+    """One line with the headline numbers."""
+    name = report.get("benchmark", "")
+    if report["kind"] == "multi_turn":
+        extra = f" success={report['success']:.2f}" if "success" in report else ""
+        return f"{name}: DE={report['DE']:.2f} CE={report['CE']:.2f} VA={report['VA']:.2f}{extra} ({report['n']} tasks, {report['n_calls']} calls)"
+    return f"{name} [{report['mode']}]: TS={report['TS']:.2f} PI={report['PI']:.2f} CF={report['CF']:.2f} ({report['n']} cases, {report['n_unparseable']} unparseable)"
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    multi = report["kind"] == "multi_turn"
+    keys = ["DE", "CE", "VA"] + (["success"] if "success" in report else []) if multi else ["TS", "PI", "CF"]
+    lines = [f"# {report.get('benchmark', '')} evaluation", ""]
+    if not multi:
+        lines += [f"Scoring mode: `{report['mode']}`; call format: `{report['format']}`.", ""]
+    lines += ["| scope | n | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    scopes = [("overall", report)] + list(report["per_scenario"].items())
+    if not multi and report.get("solvable_only"):
+        scopes.insert(1, ("solvable only", report["solvable_only"]))
+    for scope, vals in scopes:
+        lines.append(f"| {scope or '-'} | {vals['n']} | " + " | ".join(f"{vals.get(k, 0.0):.2f}" for k in keys) + " |")
+    total = sum(report["error_categories"].values()) or 1
+    lines += ["", "## Error categories" + (" (per call)" if multi else " (per case, IRM outcome)"), "", "| category | count | % |", "|---|---|---|"]
+    lines += [f"| {c} | {n} | {100 * n / total:.2f} |" for c, n in report["error_categories"].items()]
+    data = report.get("data") or {}
+    for title, items in (
+        ("Unsolvable cases (counted as they fall)", data.get("unsolvable")),
+        ("Repaired gold answers", [f"{k}: {v}" for k, v in (data.get("repaired") or {}).items()]),
+        ("Skipped records", data.get("skip_errors")),
+        ("Data notes", data.get("notes")),
+        ("Cases without a prediction", (report.get("predictions") or {}).get("missing")),
+        ("Predictions matching no case", (report.get("predictions") or {}).get("unknown")),
+        ("Duplicate predictions (ignored)", (report.get("predictions") or {}).get("duplicate")),
+    ):
+        if items:
+            lines += ["", f"## {title} ({len(items)})", ""] + [f"- {x}" for x in items[:_MAX_LISTED]]
+    if report["unparseable"]:
+        lines += ["", f"## Unparseable outputs ({report['n_unparseable']})", ""]
+        for u in report["unparseable"][:_MAX_LISTED]:
+            lines.append(f"- `{u['id']}`: {u['error']}: `{json.dumps(u['output'][:120], ensure_ascii=False)}`")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    js, md = out / "report.json", out / "report.md"
+    js.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    md.write_text(_markdown(report), encoding="utf-8")
+    return js, md
