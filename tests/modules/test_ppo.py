@@ -1,0 +1,205 @@
+"""TLPPOModule: rollouts, advantages, a toy task where PPO must raise the reward, checkpoints, loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+from torch.utils.data import DataLoader
+
+from tl_lightning.data.prompts import PromptRecord
+from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
+from tl_lightning.generation import sequence_logprobs
+from tl_lightning.modules.ppo import (
+    Rollout,
+    TLPPOModule,
+    compute_advantages,
+    gold_reward,
+    load_actor,
+    sandbox_reward,
+)
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "intermediate_size": 64}
+PROMPT = "User: ping\nAssistant:"
+TOOLS = [Tool("ping_a"), Tool("ping_b")]
+
+
+def toy_record() -> PromptRecord:
+    traj = Trajectory("toy", TOOLS, [Message("user", "ping")])
+    return PromptRecord("toy", PROMPT, traj, [ToolCall("ping_a")], TOOLS, 0, "python", "</s>")
+
+
+def make_module(tokenizer, **kw) -> TLPPOModule:
+    defaults = dict(tokenizer=tokenizer, tiny_config=TINY, max_new_tokens=8, kl_coef=0.05, actor_lr=2e-3, critic_lr=1e-2)
+    return TLPPOModule(**{**defaults, **kw})
+
+
+def warm_up(module: TLPPOModule, tokenizer, steps: int = 80) -> None:
+    """SFT the actor (and reference) so that ``ping_a()`` and ``ping_b()`` are about equally likely."""
+    opt = torch.optim.AdamW(module.actor.parameters(), lr=1e-2)
+    enc = tokenizer([PROMPT + " ping_a()</s>", PROMPT + " ping_b()</s>"], return_tensors="pt", padding=True)
+    labels = enc["input_ids"].clone()
+    labels[:, : len(tokenizer(PROMPT)["input_ids"])] = -100
+    labels[enc["attention_mask"] == 0] = -100
+    for _ in range(steps):
+        loss = module.actor(**enc, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    module.reference.load_state_dict(module.actor.state_dict())
+
+
+def p_call(module: TLPPOModule, tokenizer, call: str) -> float:
+    enc = tokenizer([PROMPT + call], return_tensors="pt")
+    start = len(tokenizer(PROMPT)["input_ids"])
+    with torch.no_grad():
+        return sequence_logprobs(module.actor, enc["input_ids"], enc["attention_mask"], start).sum().exp().item()
+
+
+class RewardLog(Callback):
+    def __init__(self):
+        self.rewards = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.rewards.append(trainer.callback_metrics["train/reward"].item())
+
+
+def trainer(tmp_path, **kw) -> Trainer:
+    defaults = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, default_root_dir=tmp_path)
+    return Trainer(**{**defaults, **kw})
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is faster than two fighting over shared cores (and makes runs reproducible)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_ppo_raises_mean_reward_on_a_two_tool_toy_task(tiny_tokenizer, tmp_path, one_thread):
+    seed_everything(0)
+    module = make_module(tiny_tokenizer, do_sample=True, ppo_epochs=2, num_minibatches=2)
+    warm_up(module, tiny_tokenizer)
+    p_a, p_b = p_call(module, tiny_tokenizer, " ping_a()</s>"), p_call(module, tiny_tokenizer, " ping_b()</s>")
+    assert 0.3 < p_a < 0.7 and 0.3 < p_b < 0.7  # the start is a coin flip between the two tools
+    log = RewardLog()
+    trainer(tmp_path, max_epochs=8, callbacks=[log]).fit(module, DataLoader([toy_record()] * 16, batch_size=16, collate_fn=list))
+    assert len(log.rewards) == 8
+    first, last = sum(log.rewards[:2]) / 2, sum(log.rewards[-3:]) / 3
+    assert last > first + 0.5, log.rewards
+    assert p_call(module, tiny_tokenizer, " ping_a()") > p_a + 0.2
+    assert module.rollout([toy_record()], greedy=True).texts == [" ping_a()"]
+
+
+def test_rollout_at_start_has_zero_kl_and_zero_values(tiny_tokenizer):
+    seed_everything(0)
+    module = make_module(tiny_tokenizer)
+    r = module.rollout([toy_record(), toy_record()])
+    B, T = r.response_mask.shape
+    assert r.sequences.shape == (B, r.response_start + T) and r.logprobs.shape == r.values.shape == (B, T)
+    torch.testing.assert_close(r.logprobs, r.ref_logprobs)  # the reference is a copy of the actor
+    assert torch.equal(r.values, torch.zeros(B, T))  # zero-initialised value head
+    assert (r.logprobs[r.response_mask == 0] == 0).all()
+
+
+def test_compute_advantages_by_hand():
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    r = Rollout(
+        sequences=torch.zeros(1, 5, dtype=torch.long), attention_mask=torch.ones(1, 5, dtype=torch.long),
+        response_mask=mask, logprobs=torch.tensor([[-1.0, -1.0, 0.0]]), ref_logprobs=torch.tensor([[-1.5, -0.5, 0.0]]),
+        values=torch.tensor([[0.5, 0.25, 0.0]]), texts=["x"],
+    )
+    rewards, adv, ret = compute_advantages(r, torch.tensor([9.0]), kl_coef=0.4, reward_clip=5.0, gamma=1.0, lam=0.95, whiten=False)
+    torch.testing.assert_close(rewards, torch.tensor([[-0.2, 5.2, 0.0]]))
+    a1 = 5.2 - 0.25
+    a0 = -0.2 + 0.25 - 0.5 + 0.95 * a1
+    torch.testing.assert_close(adv, torch.tensor([[a0, a1, 0.0]]))
+    torch.testing.assert_close(ret, torch.tensor([[a0 + 0.5, 5.2, 0.0]]))
+    _, whitened, _ = compute_advantages(r, torch.tensor([9.0]), 0.4, 5.0, 1.0, 0.95, whiten=True)
+    assert whitened[0, 2] == 0 and abs(whitened[0, :2].sum().item()) < 1e-5
+
+
+def _params(m):
+    return {k: v.detach().clone() for k, v in m.named_parameters()}
+
+
+def test_one_iteration_updates_every_actor_and_critic_parameter_not_the_reference(tiny_tokenizer, tmp_path, one_thread):
+    for critic in ("separate", "shared"):
+        seed_everything(0)
+        # two updates: the zero-initialised value head passes no gradient to the critic backbone in the first
+        module = make_module(tiny_tokenizer, critic=critic, do_sample=True, ppo_epochs=2)
+        before = {"actor": _params(module.actor), "ref": _params(module.reference),
+                  "critic": _params(module.critic if critic == "separate" else module.value_head)}
+        trainer(tmp_path, max_epochs=1).fit(module, DataLoader([toy_record()] * 4, batch_size=4, collate_fn=list))
+        after = {"actor": _params(module.actor), "ref": _params(module.reference),
+                 "critic": _params(module.critic if critic == "separate" else module.value_head)}
+        assert all(torch.equal(before["ref"][k], after["ref"][k]) for k in before["ref"])
+        changed = [k for k in before["actor"] if not torch.equal(before["actor"][k], after["actor"][k])]
+        assert len(changed) == len(before["actor"]), (critic, set(before["actor"]) - set(changed))
+        assert all(not torch.equal(before["critic"][k], after["critic"][k]) for k in before["critic"]), critic
+
+
+def test_gold_and_sandbox_rewards():
+    from tl_lightning.rewards import IRM_DEFAULTS, IRMValues
+    from tl_lightning.tools.sandbox import Sandbox
+
+    rec = toy_record()
+    assert gold_reward(" ping_a()", rec, IRM_DEFAULTS) == (1.0, "correct")
+    assert gold_reward(" ping_b()", rec, IRM_DEFAULTS) == (-1.5, "wrong_tool")
+    assert gold_reward(" nonsense(", rec, IRM_DEFAULTS) == (-2.0, "unparseable")
+    assert gold_reward(" ping_b()", rec, IRMValues.from_dict({"wrong_tool": -0.1})) == (-0.1, "wrong_tool")
+
+    write = ToolCall("write_file", {"path": "/a.txt", "content": "hi"})
+    ctx = Trajectory("fs", [], [Message("user", "read it")], steps=[Step([write], feedback=['{"size": 2}'])])
+    srec = PromptRecord("fs", "", ctx, [], [], 1, "python", "</s>")
+    box = Sandbox(seed=0)
+    # the earlier write is replayed, so the read succeeds; a fresh sandbox would say "No such file"
+    assert sandbox_reward(' read_file(path="/a.txt")', srec, box) == (1.0, "all_right")
+    assert sandbox_reward(' read_file(path="/b.txt")', srec, box) == (-0.25, "others")
+    assert sandbox_reward(' read_file(pth="/a.txt")', srec, box) == (-0.8, "parameter_hallucination")
+    assert sandbox_reward(' read_fil(path="/a.txt")', srec, box, {"tool_hallucination": -3.0}) == (-3.0, "tool_hallucination")
+    assert sandbox_reward(" ???", srec, box) == (-2.0, "unparseable")
+
+
+def test_checkpoint_drops_reference_and_resume_restores_it(tiny_tokenizer, tmp_path, one_thread):
+    seed_everything(0)
+    module = make_module(tiny_tokenizer, do_sample=True)
+    data = DataLoader([toy_record()] * 2, batch_size=2, collate_fn=list)
+    t = trainer(tmp_path, max_epochs=1)
+    t.fit(module, data)
+    path = tmp_path / "ppo.ckpt"
+    t.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=False)
+    assert not any(k.startswith("reference.") for k in ckpt["state_dict"])
+    assert any(k.startswith("critic.") for k in ckpt["state_dict"]) and len(ckpt["optimizer_states"]) == 2
+    assert "tokenizer" in ckpt
+    loaded = TLPPOModule.load_from_checkpoint(path)
+    for k, v in module.actor.state_dict().items():
+        assert torch.equal(v, loaded.actor.state_dict()[k])
+    # resume: one more epoch from the checkpoint runs and continues the step count
+    resumed = make_module(tiny_tokenizer, do_sample=True)
+    t2 = trainer(tmp_path, max_epochs=2)
+    t2.fit(resumed, data, ckpt_path=path)
+    assert t2.global_step == 2 * t.global_step
+
+
+def test_load_actor_from_sft_checkpoint_and_hf_export(tiny_tokenizer, tmp_path):
+    from tl_lightning.modules.checkpointing import tokenizer_to_state
+    from tl_lightning.modules.sft import TLSFTModule
+
+    seed_everything(1)
+    sft = TLSFTModule(tokenizer=tiny_tokenizer, tiny_config=TINY)
+    ckpt = {"state_dict": sft.state_dict(), "hyper_parameters": dict(sft.hparams), "tokenizer": tokenizer_to_state(tiny_tokenizer)}
+    torch.save(ckpt, tmp_path / "sft.ckpt")
+    actor, tok = load_actor(str(tmp_path / "sft.ckpt"), None)
+    assert len(tok) == len(tiny_tokenizer)
+    for k, v in sft.model.state_dict().items():
+        assert torch.equal(v, actor.state_dict()[k]), k
+    sft.export_hf(tmp_path / "hf")
+    exported, _ = load_actor(str(tmp_path / "hf"), tiny_tokenizer)
+    for k, v in sft.model.state_dict().items():
+        assert torch.equal(v, exported.state_dict()[k]), k
+    assert actor.training and exported.training

@@ -1,0 +1,222 @@
+"""RL prompts: each correct assistant step of the training trajectories, as the context before it plus its gold calls.
+
+This is the paper's PPO data (DESIGN.md §1): every assistant step whose feedback category is
+``all_right`` becomes a prompt, rendered with the same template as SFT (``render_prompt``: the
+exact text the model continues), and its calls are the gold answer the IRM reward compares with.
+
+    dm = PromptDataModule(train_path="quickstart", template="python_doc", batch_size=8)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))   # a list of PromptRecord, not tensors
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerBase
+
+from tl_lightning.data.schema import FeedbackCategory, Tool, ToolCall, Trajectory
+
+__all__ = ["PromptDataModule", "PromptRecord", "PromptReport", "build_prompts", "resolve_data_path"]
+
+logger = logging.getLogger("tl_lightning.data.prompts")
+
+
+@dataclass
+class PromptRecord:
+    """One RL prompt.
+
+    - ``text``: the rendered context, ending with the opening of the assistant turn to generate.
+    - ``context``: the trajectory up to (not including) the step (tools, messages, earlier steps
+      with their feedback): what a sandbox replays before executing the generated call.
+    - ``gold``: the step's calls; ``tools``: the tools the prompt shows (the template's ``finish``
+      tool included), i.e. the ``T`` of the IRM reward.
+    - ``call_format``: what ``parse_calls`` parses the generation as; ``end_of_turn``: the
+      template's end-of-turn string, where generation stops.
+    """
+
+    id: str
+    text: str
+    context: Trajectory
+    gold: list[ToolCall]
+    tools: list[Tool]
+    step_index: int
+    call_format: str
+    end_of_turn: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PromptReport:
+    """What :func:`build_prompts` made of the trajectories: counts, and steps left out by reason."""
+
+    n_trajectories: int = 0
+    n_steps: int = 0
+    n_prompts: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        why = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items())) or "none"
+        return f"{self.n_prompts} prompts from {self.n_steps} steps of {self.n_trajectories} trajectories (skipped: {why})"
+
+
+def _shown_tools(template: Any, traj: Trajectory) -> list[Tool]:
+    from tl_lightning.data.schema import FINISH_TOOL
+    from tl_lightning.data.templates import finish_tool
+
+    tools = list(traj.tools)
+    # The python_doc/react templates list a finish tool the data may lack; the model sees it, so it is real.
+    if getattr(template, "add_finish_tool", False) and traj.tool(FINISH_TOOL) is None:
+        tools.append(finish_tool())
+    return tools
+
+
+def build_prompts(
+    trajectories: Iterable[Trajectory],
+    template: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    categories: Sequence[FeedbackCategory | str] = (FeedbackCategory.ALL_RIGHT,),
+    max_per_trajectory: int | None = None,
+    max_prompt_length: int | None = None,
+) -> tuple[list[PromptRecord], PromptReport]:
+    """One :class:`PromptRecord` per step whose category is in ``categories`` (default: ``all_right``).
+
+    Steps are skipped, and counted in the report by reason, when their category is another one
+    (``category:<name>``) or unknown (``category:unknown``), when the trajectory already gave
+    ``max_per_trajectory`` prompts, or when the prompt is longer than ``max_prompt_length`` tokens.
+    """
+    wanted = {FeedbackCategory(c) for c in categories}
+    eot = template.end_of_turn(tokenizer)
+    records, report = [], PromptReport()
+    for traj in trajectories:
+        report.n_trajectories += 1
+        taken = 0
+        for i, step in enumerate(traj.steps):
+            report.n_steps += 1
+            if step.category not in wanted:
+                report.skipped[f"category:{step.category or 'unknown'}"] += 1
+                continue
+            if max_per_trajectory is not None and taken >= max_per_trajectory:
+                report.skipped["max_per_trajectory"] += 1
+                continue
+            context = Trajectory(
+                id=f"{traj.id}#step{i}", tools=traj.tools, messages=traj.messages, steps=traj.steps[:i],
+                system=traj.system, meta=traj.meta,
+            )
+            text = template.render_prompt(context, tokenizer)
+            if max_prompt_length is not None and len(tokenizer(text, add_special_tokens=True)["input_ids"]) > max_prompt_length:
+                report.skipped["too_long"] += 1
+                continue
+            records.append(
+                PromptRecord(
+                    id=context.id, text=text, context=context, gold=list(step.calls), tools=_shown_tools(template, traj),
+                    step_index=i, call_format=template.call_format, end_of_turn=eot, meta={"trajectory_id": traj.id},
+                )
+            )
+            taken += 1
+    report.n_prompts = len(records)
+    return records, report
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """``"quickstart"`` / ``"quickstart:<split>"`` -> the generated quick-start file; other paths pass through."""
+    text = str(path)
+    if text == "quickstart" or text.startswith("quickstart:"):
+        from tl_lightning.data.synthetic import quickstart_path
+
+        split = text.partition(":")[2] or "train"
+        return Path(quickstart_path(split))
+    return Path(path)
+
+
+def _collate(records: list[PromptRecord]) -> list[PromptRecord]:
+    return records
+
+
+class PromptDataModule(LightningDataModule):
+    """RL prompts from trajectory files (``fit``: train prompts; ``validate``: held-out prompts).
+
+    Args:
+        train_path / val_path: trajectory files (any reader format) or ``"quickstart[:split]"``.
+        format, strict: passed to :func:`~tl_lightning.data.read_trajectories`.
+        template: template name (``python_doc`` | ``react`` | ``chat_template``); ``template_kwargs`` its options.
+        tokenizer: a name/path (``"tl-tiny"`` = the shipped one) or a tokenizer object; kept as ``.tokenizer``.
+        batch_size: prompts per rollout batch (per process).
+        max_prompt_length: prompts longer than this many tokens are skipped (and counted).
+        max_per_trajectory: at most this many prompts per trajectory (None: every correct step).
+        max_train_prompts / max_val_prompts: keep the first N prompts (quick runs, cheap validation).
+    """
+
+    def __init__(
+        self,
+        train_path: str | None = "quickstart",
+        val_path: str | None = None,
+        format: str = "auto",  # noqa: A002 - mirrors read_trajectories
+        template: str = "python_doc",
+        template_kwargs: dict[str, Any] | None = None,
+        tokenizer: PreTrainedTokenizerBase | str = "tl-tiny",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        strict: bool = True,
+        max_prompt_length: int | None = None,
+        max_per_trajectory: int | None = None,
+        max_train_prompts: int | None = None,
+        max_val_prompts: int | None = None,
+    ) -> None:
+        super().__init__()
+        from tl_lightning.data.templates import get_template
+        from tl_lightning.models import resolve_tokenizer
+
+        self.save_hyperparameters(ignore=["tokenizer"])
+        self.tokenizer = resolve_tokenizer(tokenizer)
+        self.template = get_template(template, **(template_kwargs or {}))
+        self.train_prompts: list[PromptRecord] = []
+        self.val_prompts: list[PromptRecord] = []
+        self.reports: dict[str, PromptReport] = {}
+
+    def _load(self, path: str, limit: int | None, split: str) -> list[PromptRecord]:
+        from tl_lightning.data.readers import read_trajectories
+
+        hp = self.hparams
+        trajs = read_trajectories(resolve_data_path(path), format=hp.format, strict=hp.strict)
+        records, report = build_prompts(
+            trajs, self.template, self.tokenizer,
+            max_per_trajectory=hp.max_per_trajectory, max_prompt_length=hp.max_prompt_length,
+        )
+        if limit is not None:
+            report.skipped["max_prompts"] += max(len(records) - limit, 0)
+            records = records[:limit]
+            report.n_prompts = len(records)
+        self.reports[split] = report
+        logger.info("%s prompts (%s): %s", split, path, report)
+        if not records:
+            raise ValueError(f"{path}: no RL prompts ({report})")
+        return records
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if stage in (None, "fit") and hp.train_path and not self.train_prompts:
+            self.train_prompts = self._load(hp.train_path, hp.max_train_prompts, "train")
+        if stage in (None, "fit", "validate") and hp.val_path and not self.val_prompts:
+            self.val_prompts = self._load(hp.val_path, hp.max_val_prompts, "val")
+
+    def _loader(self, records: list[PromptRecord], shuffle: bool) -> DataLoader:
+        return DataLoader(
+            records, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
+            collate_fn=_collate,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if not self.train_prompts:
+            raise ValueError("PromptDataModule: no train_path was given (or setup('fit') was not called)")
+        return self._loader(self.train_prompts, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_prompts, shuffle=False) if self.val_prompts else []
