@@ -1,0 +1,162 @@
+"""SFT objective (MAE + PKT): hand-computed weights and losses, and equality with plain cross-entropy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tl_lightning.losses import pkt_weights, weighted_masked_nll
+
+I = -100  # noqa: E741  (IGNORE_INDEX, short so the tensors below line up)
+
+
+def _row():
+    """One sequence of 24 tokens with four assistant steps.
+
+    step 0: tokens 2..6   (5 supervised, 1 key)   -> |NK|/|K| = 4/1  -> weight 4
+    step 1: tokens 8..10  (3 supervised, 2 keys)  -> 1/2 clipped up  -> weight 1
+    step 2: tokens 11..22 (12 supervised, 1 key)  -> 11/1 clipped    -> weight 9 (= w_max)
+    step 3: token 23      (1 supervised, erroneous step)
+    """
+    L = 24
+    labels = torch.full((L,), I)
+    step = torch.full((L,), -1)
+    key = torch.zeros(L, dtype=torch.bool)
+    err = torch.zeros(L, dtype=torch.bool)
+    for s, (a, b) in enumerate([(2, 7), (8, 11), (11, 23), (23, 24)]):
+        labels[a:b] = 5 + s
+        step[a:b] = s
+    key[[2, 8, 9, 11]] = True
+    err[23] = True
+    return labels, key, step, err
+
+
+def test_pkt_weights_hand_computed_clip_at_one_and_at_w_max():
+    labels, key, step, err = (t.unsqueeze(0) for t in _row())
+    w = pkt_weights(labels, key, step, err, use_mae=True, use_pkt=True, w_max=9.0)[0]
+    expected = torch.zeros(24)
+    expected[2:7] = 1.0
+    expected[2] = 4.0  # 4 non-key / 1 key
+    expected[8:11] = 1.0  # 1 non-key / 2 keys = 0.5 -> clipped to 1
+    expected[11:23] = 1.0
+    expected[11] = 9.0  # 11 / 1 -> clipped to w_max
+    expected[23] = 0.0  # MAE
+    assert torch.equal(w, expected)
+
+
+def test_pkt_weights_flags_and_w_max():
+    labels, key, step, err = (t.unsqueeze(0) for t in _row())
+    sup = (labels != I).float()
+    none = pkt_weights(labels, key, step, err, use_mae=False, use_pkt=False)
+    assert torch.equal(none, sup)
+    mae = pkt_weights(labels, key, step, err, use_mae=True, use_pkt=False)
+    assert torch.equal(mae, sup.masked_fill(err, 0.0))
+    pkt = pkt_weights(labels, key, step, err, use_mae=False, use_pkt=True, w_max=20.0)[0]
+    assert pkt[2] == 4.0 and pkt[8] == 1.0 and pkt[11] == 11.0
+    assert pkt[23] == 1.0  # no MAE: the erroneous step (no key tokens) keeps weight 1
+    with pytest.raises(ValueError, match="w_max"):
+        pkt_weights(labels, key, step, err, w_max=0.5)
+
+
+def test_pkt_weights_are_per_sequence_and_step_in_a_padded_batch():
+    labels, key, step, err = _row()
+    # Row 1: same step ids, different counts (step 0 has 2 tokens, 1 key -> weight 1), then padding.
+    labels2 = torch.full((24,), I)
+    step2 = torch.full((24,), -1)
+    key2 = torch.zeros(24, dtype=torch.bool)
+    labels2[0:2] = 3
+    step2[0:2] = 0
+    key2[0] = True
+    labels2[4:10] = 4
+    step2[4:10] = 2  # step 2 with no key tokens: weight 1 everywhere
+    batch = [torch.stack(p) for p in ((labels, labels2), (key, key2), (step, step2), (err, torch.zeros_like(err)))]
+    w = pkt_weights(*batch, w_max=9.0)
+    assert w[0, 2] == 4.0 and w[0, 11] == 9.0
+    assert torch.equal(w[1, 0:2], torch.tensor([1.0, 1.0]))
+    assert torch.equal(w[1, 4:10], torch.ones(6))
+    assert w[1, 10:].sum() == 0 and w[1, 2:4].sum() == 0
+
+
+def _logits_with_target_logit(labels, vocab, values):
+    """Logits that are 0 everywhere except ``values[i]`` at the target of position i (shifted)."""
+    b, L = labels.shape
+    logits = torch.zeros(b, L, vocab)
+    for bi in range(b):
+        for t in range(L - 1):
+            if labels[bi, t + 1] != I:
+                logits[bi, t, labels[bi, t + 1]] = values[t]
+    return logits
+
+
+def test_weighted_masked_nll_hand_computed():
+    V = 8
+    labels = torch.tensor([[I, 1, 2, 3, I]])
+    weights = torch.tensor([[0.0, 2.0, 1.0, 0.0, 0.0]])  # token 3 dropped (weight 0)
+    key = torch.tensor([[False, True, False, False, False]])
+    logits = _logits_with_target_logit(labels, V, values=[0.0, 1.0, 2.0, 0.0, 0.0]).requires_grad_()
+    loss, stats = weighted_masked_nll(logits, labels, weights, key_mask=key)
+    nll1 = math.log(V)  # logit 0 at target: uniform
+    nll2 = math.log(math.e + V - 1) - 1.0
+    assert loss.item() == pytest.approx((2 * nll1 + 1 * nll2) / 3, rel=1e-6)
+    assert stats["key_nll"].item() == pytest.approx(nll1, rel=1e-6)
+    assert stats["nonkey_nll"].item() == pytest.approx(nll2, rel=1e-6)
+    assert stats["num_tokens"].item() == 2 and stats["weight_sum"].item() == 3.0
+    loss.backward()
+    assert logits.grad[0, 2].abs().sum() == 0  # the weight-0 token gets no gradient
+    assert logits.grad[0, 0].abs().sum() > 0
+
+
+def test_equals_cross_entropy_when_all_weights_are_one():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 11, 17, dtype=torch.float64)
+    labels = torch.randint(0, 17, (3, 11))
+    labels[torch.rand(3, 11) < 0.4] = I
+    labels[2] = I  # a row without supervision
+    weights = (labels != I).float()
+    loss, _ = weighted_masked_nll(logits, labels, weights)
+    ref = F.cross_entropy(logits[:, :-1].reshape(-1, 17), labels[:, 1:].reshape(-1), ignore_index=I)
+    torch.testing.assert_close(loss, ref.float(), rtol=1e-6, atol=1e-7)
+
+
+def test_mae_zeroing_removes_the_erroneous_step_from_the_loss():
+    torch.manual_seed(1)
+    labels, key, step, err = (t.unsqueeze(0) for t in _row())
+    logits = torch.randn(1, 24, 12)
+    lab = labels.clamp_min(0).masked_fill(labels == I, I)
+    w = pkt_weights(lab, key, step, err, use_mae=True, use_pkt=False)
+    loss, _ = weighted_masked_nll(logits, lab, w)
+    kept = lab.masked_fill(err, I)
+    ref = F.cross_entropy(logits[0, :-1], kept[0, 1:], ignore_index=I)
+    torch.testing.assert_close(loss, ref)
+
+
+def test_zero_weight_batch_gives_zero_loss_that_backpropagates():
+    logits = torch.randn(2, 5, 7, requires_grad=True)
+    labels = torch.full((2, 5), I)
+    loss, stats = weighted_masked_nll(logits, labels, torch.zeros(2, 5))
+    assert loss.item() == 0.0 and not torch.isnan(loss)
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+    # All-erroneous steps under MAE: supervised labels but zero weights.
+    labels[:, 2:] = 3
+    w = pkt_weights(labels, torch.zeros(2, 5, dtype=torch.bool), torch.zeros(2, 5, dtype=torch.long),
+                    labels != I, use_mae=True)
+    loss2, _ = weighted_masked_nll(logits, labels, w)
+    assert loss2.item() == 0.0 and loss2.requires_grad
+
+
+def test_normalizer_gives_global_mean_across_shards():
+    """Two data-parallel shards with the global normaliser average to the full-batch loss exactly."""
+    torch.manual_seed(2)
+    logits = torch.randn(2, 6, 9, dtype=torch.float64)
+    labels = torch.randint(0, 9, (2, 6))
+    labels[0, :4] = I  # unequal token counts per shard
+    w = (labels != I).double() * torch.tensor([[1.0], [3.0]], dtype=torch.float64)
+    full, _ = weighted_masked_nll(logits, labels, w)
+    total = w[:, 1:].sum()
+    shards = [weighted_masked_nll(logits[i : i + 1], labels[i : i + 1], w[i : i + 1], normalizer=total / 2)[0]
+              for i in range(2)]
+    torch.testing.assert_close((shards[0] + shards[1]) / 2, full.float())

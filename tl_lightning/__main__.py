@@ -1,0 +1,37 @@
+"""Entry point: ``python -m tl_lightning {fit,validate,test,predict,score} ...`` (console script ``tl-lightning``).
+
+    python -m tl_lightning fit --config configs/quickstart.yaml
+    python -m tl_lightning fit --config configs/paper/sft_codellama7b.yaml --config configs/experiments/sft_mae_pkt.yaml \
+        --model.init_args.model /path/to/CodeLlama-7b-hf --data.init_args.train_path my_trajectories.jsonl
+    python -m tl_lightning score --help
+
+``fit``/``validate``/``test``/``predict`` are LightningCLI subcommands (:class:`tl_lightning.cli.TLCLI`);
+``score`` is the offline scorer of :mod:`tl_lightning.evaluation.score` (imported only when used).
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: Subcommands that are not LightningCLI's, each mapped to ``module:function(argv) -> exit code``.
+EXTRA_COMMANDS = {"score": "tl_lightning.evaluation.score:main"}
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in EXTRA_COMMANDS:
+        import importlib
+
+        module, func = EXTRA_COMMANDS[args[0]].split(":")
+        return getattr(importlib.import_module(module), func)(args[1:])
+    from tl_lightning.cli import TLCLI
+
+    TLCLI(
+        args=argv,  # None: LightningCLI reads sys.argv itself
+        parser_kwargs={"prog": "python -m tl_lightning", "description": "TL-Training on Lightning. Extra subcommand: `score` (see `score --help`)."},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""TLSFTModule: supervised fine-tuning with the TL-Training objective (MAE + PKT, DESIGN.md §1).
+
+    python -m tl_lightning fit --config configs/quickstart.yaml
+    python -m tl_lightning fit --config configs/paper/sft_codellama7b.yaml --config configs/experiments/sft_pkt.yaml
+
+The module is thin: it unpacks a :class:`~tl_lightning.data.batch.TrajectoryBatch`, calls the pure
+functions of :mod:`tl_lightning.losses` and logs. The four paper ablations are the flags
+``use_mae`` / ``use_pkt`` on the same encoded data.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
+from torchmetrics import MeanMetric
+from transformers import (
+    PreTrainedTokenizerBase,
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
+
+from tl_lightning.data.batch import IGNORE_INDEX, TrajectoryBatch
+from tl_lightning.losses import pkt_weights, weighted_masked_nll
+from tl_lightning.models import TINY_MODEL, load_causal_lm, resolve_tokenizer
+from tl_lightning.modules.checkpointing import (
+    TokenizerCheckpointMixin,
+    export_hf_model,
+    shard_for_strategy,
+)
+
+__all__ = ["TLSFTModule"]
+
+_SCHEDULES = {
+    "cosine": get_cosine_schedule_with_warmup,
+    "linear": get_linear_schedule_with_warmup,
+    "constant": lambda opt, warmup, total: get_constant_schedule_with_warmup(opt, warmup),
+}
+
+
+class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
+    """Causal-LM SFT on tool-use trajectories with MAE (drop erroneous steps) and PKT (weight key tokens).
+
+    Args:
+        model: ``"tl-tiny"`` or any HF causal LM name / local path (see :func:`~tl_lightning.models.load_causal_lm`).
+        tokenizer: the data's tokenizer (the CLI links the datamodule's), a name/path, or ``None``.
+        use_mae: give erroneous steps zero weight (MAE).
+        use_pkt: weight key tokens by ``clip(|NK_s|/|K_s|, 1, w_max)`` (PKT).
+        w_max: PKT's clip (9 in the paper).
+        lr, weight_decay, betas: AdamW settings (paper: lr 1e-6).
+        lr_schedule: ``cosine`` (paper), ``linear`` or ``constant``, after a linear warmup.
+        warmup_ratio: warmup as a fraction of the total optimizer steps (paper: 1%).
+        optimizer: optional optimizer factory (LightningCLI ``class_path``) replacing AdamW.
+        dtype, gradient_checkpointing, lora, tiny_config: passed to ``load_causal_lm``.
+    """
+
+    def __init__(
+        self,
+        model: str = TINY_MODEL,
+        tokenizer: PreTrainedTokenizerBase | str | None = None,
+        use_mae: bool = True,
+        use_pkt: bool = True,
+        w_max: float = 9.0,
+        lr: float = 1e-6,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        lr_schedule: Literal["cosine", "linear", "constant"] = "cosine",
+        warmup_ratio: float = 0.01,
+        optimizer: OptimizerCallable | None = None,
+        dtype: str | None = None,
+        gradient_checkpointing: bool = False,
+        lora: dict[str, Any] | None = None,
+        tiny_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # The tokenizer object is not a hyperparameter: checkpoints carry its files instead.
+        self.save_hyperparameters(ignore=["tokenizer", "optimizer"])
+        self.tokenizer = resolve_tokenizer(tokenizer, default=TINY_MODEL if model == TINY_MODEL else model)
+        self.model = load_causal_lm(
+            model,
+            tokenizer=self.tokenizer,
+            dtype=dtype,
+            gradient_checkpointing=gradient_checkpointing,
+            lora=lora,
+            tiny_config=tiny_config,
+        )
+        self.optimizer_factory = optimizer
+        self.val_loss = MeanMetric()
+        self.val_key_nll = MeanMetric()
+        self.val_nonkey_nll = MeanMetric()
+        self._last_step_time: float | None = None
+
+    # ------------------------------------------------------------------ forward + loss
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L] ids -> [B, L, V] logits."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    def _weights(self, batch: TrajectoryBatch) -> torch.Tensor:
+        hp = self.hparams
+        return pkt_weights(
+            batch.labels, batch.key_mask, batch.step_ids, batch.error_mask,
+            use_mae=hp.use_mae, use_pkt=hp.use_pkt, w_max=hp.w_max,
+        )
+
+    def _world_size(self) -> int:
+        return self._trainer.world_size if self._trainer is not None else 1
+
+    def _global_normalizer(self, batch: TrajectoryBatch, weights: torch.Tensor) -> torch.Tensor | None:
+        """``global sum(w) / world_size``: with it, DDP's gradient average is the global weighted mean."""
+        world = self._world_size()
+        if world <= 1:
+            return None
+        local = (weights[:, 1:] * (batch.labels[:, 1:] != IGNORE_INDEX)).sum().detach()
+        return self.trainer.strategy.reduce(local.clone(), reduce_op="sum") / world
+
+    def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> torch.Tensor:
+        weights = self._weights(batch)
+        logits = self(batch.input_ids, batch.attention_mask)
+        loss, stats = weighted_masked_nll(
+            logits, batch.labels, weights, key_mask=batch.key_mask, normalizer=self._global_normalizer(batch, weights)
+        )
+        bs = len(batch)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=bs)
+        self.log("train/key_nll", stats["key_nll"], batch_size=bs)
+        self.log("train/nonkey_nll", stats["nonkey_nll"], batch_size=bs)
+        self.log("train/masked_step_frac", self._masked_step_fraction(batch, weights), batch_size=bs)
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            tokens = batch.num_tokens * self._world_size()
+            self.log("train/tokens_per_s", tokens / max(now - self._last_step_time, 1e-9), prog_bar=True, batch_size=bs)
+        self._last_step_time = now
+        return loss
+
+    @staticmethod
+    def _masked_step_fraction(batch: TrajectoryBatch, weights: torch.Tensor) -> torch.Tensor:
+        """Share of supervised (sequence, step) pairs whose tokens all got weight 0 (dropped by MAE)."""
+        supervised = batch.labels != IGNORE_INDEX
+        if not supervised.any():
+            return torch.zeros((), device=weights.device)
+        slot = torch.arange(len(batch), device=weights.device).unsqueeze(1) * (batch.step_ids.max() + 2) + batch.step_ids + 1
+        steps = torch.unique(slot[supervised])
+        kept = torch.unique(slot[supervised & (weights > 0)])
+        return 1.0 - kept.numel() / steps.numel()
+
+    def validation_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
+        weights = self._weights(batch)
+        loss, stats = weighted_masked_nll(self(batch.input_ids, batch.attention_mask), batch.labels, weights,
+                                          key_mask=batch.key_mask)
+        # Weighted by sum(w), so val/loss is the objective over the whole held-out set, not a mean of batch means.
+        self.val_loss.update(loss, weight=stats["weight_sum"])
+        self.val_key_nll.update(stats["key_nll"], weight=stats["num_key_tokens"])
+        self.val_nonkey_nll.update(stats["nonkey_nll"], weight=stats["num_tokens"] - stats["num_key_tokens"])
+        self.log("val/loss", self.val_loss, prog_bar=True, batch_size=len(batch))
+        self.log("val/key_nll", self.val_key_nll, batch_size=len(batch))
+        self.log("val/nonkey_nll", self.val_nonkey_nll, batch_size=len(batch))
+
+    def on_train_epoch_start(self) -> None:
+        self._last_step_time = None
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_factory is not None:
+            opt = self.optimizer_factory(params)
+        else:
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = math.ceil(hp.warmup_ratio * total)
+        scheduler = _SCHEDULES[hp.lr_schedule](opt, warmup, total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ distribution + export
+    def configure_model(self) -> None:
+        shard_for_strategy(self)
+
+    def export_hf(self, directory: str | Path) -> Path:
+        """Write ``model`` + ``tokenizer`` so that ``AutoModelForCausalLM.from_pretrained(directory)`` loads them."""
+        return export_hf_model(self.model, self.tokenizer, directory)
