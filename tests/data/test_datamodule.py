@@ -161,3 +161,27 @@ def test_fits_with_the_sft_module(train_file, tiny_tokenizer, tmp_path):
                         enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=1)
     trainer.fit(module, datamodule=dm)
     assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+
+
+def test_group_by_length_batches_similar_lengths(tmp_path, tiny_tokenizer):
+    """Length-grouped batches hold every trajectory once and pad far less than shuffled ones."""
+    trajs = [
+        Trajectory(f"t{i}", TOOLS, [Message("user", "Rome? " * (1 + 12 * (i % 4)))],
+                   [Step([ToolCall("get_weather_history", {"city": "Rome"})], feedback=['{"temp": 3}'])], final_answer="3 C")
+        for i in range(400)
+    ]
+    path = tmp_path / "many.jsonl"
+    write_openai_jsonl(trajs, path)
+
+    def padding(group: bool) -> tuple[int, list[str]]:
+        torch.manual_seed(0)
+        dm = _dm(path, tiny_tokenizer, tmp_path, batch_size=4, group_by_length=group, max_length=1000)
+        dm.setup("fit")
+        batches = list(dm.train_dataloader())
+        return sum(int((1 - b.attention_mask).sum()) for b in batches), sorted(i for b in batches for i in b.ids)
+
+    grouped, ids = padding(True)
+    shuffled, _ = padding(False)
+    assert ids == sorted(t.id for t in trajs)
+    # Mega-batches of 100 sorted by length: only batches straddling one of the 4 length classes pad.
+    assert grouped < shuffled / 5

@@ -115,7 +115,7 @@ def chat() -> ChatTemplate:
     return get_template("chat_template", chat_template=QWEN25_TEMPLATE)
 
 
-ALL = [("python_doc", {}), ("react", {}), ("chat_template", {"chat_template": QWEN25_TEMPLATE})]
+ALL = [("python_doc", {}), ("python_sig", {}), ("react", {}), ("chat_template", {"chat_template": QWEN25_TEMPLATE})]
 
 
 def test_python_doc_exact_text(tiny_tokenizer):
@@ -159,6 +159,19 @@ def test_python_doc_adds_finish_tool_when_missing(tiny_tokenizer):
     assert PythonDocTemplate.function_block(TOOLS[0]) == (
         'Function:\ndef get_weather_forecast(city: str):\n    """\n    Forecast.\n\n    Args:\n        city (str): The city.\n    """'
     )
+
+
+def test_python_sig_lists_tools_as_signature_lines_and_keeps_python_doc_steps(tiny_tokenizer):
+    traj = trajectory()
+    sig = get_template("python_sig").render(traj, tiny_tokenizer)
+    doc = get_template("python_doc").render(traj, tiny_tokenizer)
+    head = sig.text[: sig.text.index("\nUser:")]
+    assert head.splitlines()[0] == "System: Function: def get_weather_forecast(city: str)  # Forecast."
+    assert head.splitlines()[-1] == (
+        "Function: def finish(answer: str)  # Finish the task and give the final answer to the user."
+    )
+    assert [sig.text[s.start : s.end] for s in sig.supervised] == [doc.text[s.start : s.end] for s in doc.supervised]
+    assert len(sig.text) < len(doc.text)
 
 
 def test_react_exact_step_text(tiny_tokenizer):

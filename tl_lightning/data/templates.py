@@ -31,6 +31,7 @@ __all__ = [
     "ChatTemplate",
     "NameSpan",
     "PythonDocTemplate",
+    "PythonSignatureTemplate",
     "ReActTemplate",
     "Rendered",
     "Segment",
@@ -328,6 +329,32 @@ class PythonDocTemplate(_TurnTemplate):
         return pieces
 
 
+class PythonSignatureTemplate(PythonDocTemplate):
+    """``python_doc`` with each tool as one signature line and its one-line summary::
+
+        Function: def get_x(city: str, days: int = None)  # Get the forecast.
+
+    The calls, turns and supervision are exactly ``python_doc``'s; only the tool list is shorter (about a third
+    of the tokens on the quick-start data), which is what lets a from-scratch CPU model learn in minutes.
+    """
+
+    name = "python_sig"
+
+    @staticmethod
+    def function_block(tool: Tool) -> str:
+        props = tool.properties
+        req = [p for p in tool.required if p in props] + [p for p in tool.required if p not in props]
+        opt = [p for p in props if p not in tool.required]
+        sig = [f"{p}: {_py_type(props.get(p))}" for p in req] + [f"{p}: {_py_type(props[p])} = None" for p in opt]
+        summary = tool.description.strip().split("\n")[0] if tool.description else ""
+        return f"Function: def {tool.name}({', '.join(sig)})" + (f"  # {summary}" if summary else "")
+
+    def _system_text(self, traj: Trajectory, tools: list[Tool]) -> str:
+        head = [traj.system] if traj.system else []
+        head += [m.content for m in traj.messages if m.role == "system"]
+        return "\n\n".join(head + ["\n".join(self.function_block(t) for t in tools)])
+
+
 _REACT_INSTRUCTIONS = (
     "You are an expert in using tools to handle real-time queries from users.\n"
     "At each step, give your thought, then call one of the tools below.\n\n"
@@ -518,11 +545,16 @@ class ChatTemplate(Template):
         return f"ChatTemplate(custom_template={self.chat_template is not None}, end_of_turn={self._end_of_turn!r})"
 
 
-TEMPLATES: dict[str, type[Template]] = {"python_doc": PythonDocTemplate, "react": ReActTemplate, "chat_template": ChatTemplate}
+TEMPLATES: dict[str, type[Template]] = {
+    "python_doc": PythonDocTemplate,
+    "python_sig": PythonSignatureTemplate,
+    "react": ReActTemplate,
+    "chat_template": ChatTemplate,
+}
 
 
 def get_template(name: str | Template, **kwargs) -> Template:
-    """The template called ``name`` (``python_doc`` | ``react`` | ``chat_template``); a Template passes through."""
+    """The template called ``name`` (a key of :data:`TEMPLATES`); a Template passes through."""
     if isinstance(name, Template):
         if kwargs:
             raise TypeError("keyword arguments given with a Template instance")
