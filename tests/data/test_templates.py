@@ -265,7 +265,7 @@ def test_get_template_and_pickling(tiny_tokenizer):
         assert get_template(t) is t
         clone = pickle.loads(pickle.dumps(t))
         assert clone.render(trajectory(), tiny_tokenizer).text == t.render(trajectory(), tiny_tokenizer).text
-    assert [get_template(n, **kw).call_format for n, kw in ALL] == ["python", "react", "json"]
+    assert [get_template(n, **kw).call_format for n, kw in ALL] == ["python", "python", "react", "json"]
     assert get_template("react").end_of_turn(tiny_tokenizer) == "</s>"
 
 
