@@ -291,19 +291,26 @@ class PythonDocTemplate(_TurnTemplate):
         self.include_thoughts = include_thoughts
 
     @staticmethod
-    def function_block(tool: Tool) -> str:
+    def signature(tool: Tool) -> tuple[str, list[str]]:
+        """``"def name(req: type, opt: type = None)"`` and the argument names in that order."""
         props = tool.properties
         req = [p for p in tool.required if p in props] + [p for p in tool.required if p not in props]
         opt = [p for p in props if p not in tool.required]
         sig = [f"{p}: {_py_type(props.get(p))}" for p in req] + [f"{p}: {_py_type(props[p])} = None" for p in opt]
-        lines = ["Function:", f"def {tool.name}({', '.join(sig)}):", '    """']
+        return f"def {tool.name}({', '.join(sig)})", req + opt
+
+    @staticmethod
+    def function_block(tool: Tool) -> str:
+        sig, args = PythonDocTemplate.signature(tool)
+        props = tool.properties
+        lines = ["Function:", f"{sig}:", '    """']
         if tool.description:
             lines += [f"    {line}" if line else "" for line in tool.description.strip().split("\n")]
-        if req or opt:
+        if args:
             if tool.description:
                 lines.append("")
             lines.append("    Args:")
-            for p in req + opt:
+            for p in args:
                 schema = props.get(p, {})
                 desc = schema.get("description", "") if isinstance(schema, dict) else ""
                 lines.append(f"        {p} ({_py_type(schema)}): {desc}".rstrip())
@@ -342,12 +349,8 @@ class PythonSignatureTemplate(PythonDocTemplate):
 
     @staticmethod
     def function_block(tool: Tool) -> str:
-        props = tool.properties
-        req = [p for p in tool.required if p in props] + [p for p in tool.required if p not in props]
-        opt = [p for p in props if p not in tool.required]
-        sig = [f"{p}: {_py_type(props.get(p))}" for p in req] + [f"{p}: {_py_type(props[p])} = None" for p in opt]
         summary = tool.description.strip().split("\n")[0] if tool.description else ""
-        return f"Function: def {tool.name}({', '.join(sig)})" + (f"  # {summary}" if summary else "")
+        return f"Function: {PythonDocTemplate.signature(tool)[0]}" + (f"  # {summary}" if summary else "")
 
     def _system_text(self, traj: Trajectory, tools: list[Tool]) -> str:
         head = [traj.system] if traj.system else []

@@ -19,6 +19,7 @@ ToolEyes uses the same system-prompt layout, so its reader reuses :func:`split_r
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,26 +155,37 @@ def read_rotbench(path: str | Path, strict: bool = True, category: str | None = 
     from tl_lightning.data.benchmarks import BenchmarkSet
 
     file, level = _resolve(path, category)
+    cases, report, notes = read_json_cases(file, "RoTBench", lambda rec, i: _record_to_case(rec, i, level), strict)
+    return BenchmarkSet(name=f"rotbench-{level}", cases=cases, report=report, notes=notes)
+
+
+def read_json_cases(file: Path, what: str, convert: Callable[[Any, int], Any], strict: bool) -> tuple[list, ReadReport, list[str]]:
+    """Convert every record of a JSON-array benchmark file with ``convert(record, index)``.
+
+    Strict mode raises :class:`TrajectoryFormatError` (file, 0-based index, problem) at the first bad record;
+    lenient mode skips and counts it in the report. ``notes`` lists records whose repeated tool names were
+    de-duplicated (``meta["duplicate_tools"]``).
+    """
     try:
         records = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise TrajectoryFormatError(file, None, f"cannot read RoTBench file: {e}") from None
+        raise TrajectoryFormatError(file, None, f"cannot read {what} file: {e}") from None
     if not isinstance(records, list):
         raise TrajectoryFormatError(file, None, "expected a JSON list of records")
     report = ReadReport(path=str(file), n_records=len(records))
-    cases: list[EvalCase] = []
+    items: list = []
     notes: list[str] = []
     for i, rec in enumerate(records):
         try:
-            case = _record_to_case(rec, i, level)
+            item = convert(rec, i)
         except (ValueError, KeyError, TypeError) as e:
             err = TrajectoryFormatError(file, i, str(e), record_kind="index")
             if strict:
                 raise err from None
             report.skip(err)
             continue
-        if "duplicate_tools" in case.meta:
-            notes.append(f"{case.id}: repeated tool name(s) {case.meta['duplicate_tools']}; kept the first of each")
-        cases.append(case)
-    report.n_read = len(cases)
-    return BenchmarkSet(name=f"rotbench-{level}", cases=cases, report=report, notes=notes)
+        if "duplicate_tools" in item.meta:
+            notes.append(f"{item.id}: repeated tool name(s) {item.meta['duplicate_tools']}; kept the first of each")
+        items.append(item)
+    report.n_read = len(items)
+    return items, report, notes

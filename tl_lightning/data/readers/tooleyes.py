@@ -13,12 +13,10 @@ in ``meta["duplicate_tools"]`` and the set's notes).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tl_lightning.data.cases import MultiTurnTask
-from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
-from tl_lightning.data.readers.rotbench import dedupe_tools, split_react_system
+from tl_lightning.data.readers.rotbench import dedupe_tools, read_json_cases, split_react_system
 from tl_lightning.data.schema import Message
 
 __all__ = ["read_tooleyes"]
@@ -56,28 +54,7 @@ def read_tooleyes(path: str | Path, strict: bool = True, category: str | None = 
     file = Path(path)
     if file.is_dir():
         file = file / "tooleyes_zero_shot.json"
-    try:
-        records = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise TrajectoryFormatError(file, None, f"cannot read ToolEyes file: {e}") from None
-    if not isinstance(records, list):
-        raise TrajectoryFormatError(file, None, "expected a JSON list of records")
-    report = ReadReport(path=str(file), n_records=len(records))
-    tasks: list[MultiTurnTask] = []
-    notes: list[str] = []
-    for i, rec in enumerate(records):
-        try:
-            task = _record_to_task(rec, i, max_turns)
-        except (ValueError, KeyError, TypeError) as e:
-            err = TrajectoryFormatError(file, i, str(e), record_kind="index")
-            if strict:
-                raise err from None
-            report.skip(err)
-            continue
-        if "duplicate_tools" in task.meta:
-            notes.append(f"{task.id}: repeated tool name(s) {task.meta['duplicate_tools']}; kept the first of each")
-        tasks.append(task)
-    report.n_read = len(tasks)
+    tasks, report, notes = read_json_cases(file, "ToolEyes", lambda rec, i: _record_to_task(rec, i, max_turns), strict)
     if category is not None:
         tasks = [t for t in tasks if t.scenario == category]
     return BenchmarkSet(name="tooleyes", cases=tasks, report=report, notes=notes)
