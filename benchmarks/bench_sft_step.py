@@ -1,16 +1,18 @@
-"""Training-step time and peak memory of TLSFTModule (MAE + PKT) vs plain HF causal-LM cross-entropy.
+"""Training-step time and memory of TLSFTModule (MAE + PKT) vs plain HF causal-LM cross-entropy.
 
     python benchmarks/bench_sft_step.py                         # tl-tiny on a quick-start batch, CPU
     python benchmarks/bench_sft_step.py --batch-size 8 --steps 20 --device cuda --model /models/CodeLlama-7b-hf
 
-Both arms train the same model (two identical copies, each with its own AdamW) on the same batch, timed
-interleaved step by step in one process, so machine load hits both alike; the ratio of medians is printed
+Three copies of the same model (each with its own AdamW) train on the same batch, timed interleaved
+step by step in one process, so machine load hits every arm alike; ratios of medians are printed
 (target <= 1.05). One step = forward + loss + backward + optimizer step.
-- TL arm:  ``pkt_weights`` + ``model(...).logits`` + ``weighted_masked_nll`` (what TLSFTModule.training_step does).
-- HF arm:  ``model(input_ids, attention_mask=..., labels=labels).loss`` (HF's shifted token-mean CE).
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per arm (reset before each step). On CPU torch
-keeps no allocator statistics (and peak RSS does not move at this size), so only the loss-side float32
-tensors each arm adds are printed, computed from the shapes: a stated estimate, not a measurement.
+- TL arm:       what TLSFTModule.training_step does: ``pkt_weights``, the model under ``logits_only_at``
+                (LM head at the loss positions only, [N, V] logits) and ``weighted_masked_nll``.
+- TL-full arm:  the same loss on the model's full [B, L, V] logits (``selective_logits: false``).
+- HF arm:       ``model(input_ids, attention_mask=..., labels=labels).loss`` (HF's shifted token-mean CE).
+Memory: on CUDA, ``torch.cuda.max_memory_allocated`` per arm (reset before each step). On CPU torch
+keeps no allocator statistics, so the bytes of the tensors autograd saves for the backward pass
+(the activations, counted once per storage through ``saved_tensors_hooks``) are measured instead.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import time
 import torch
 
 from tl_lightning.data.batch import TrajectoryBatch
-from tl_lightning.losses import pkt_weights, weighted_masked_nll
-from tl_lightning.models import load_causal_lm
+from tl_lightning.losses import loss_positions, pkt_weights, weighted_masked_nll
+from tl_lightning.models import load_causal_lm, logits_only_at
 from tl_lightning.tokenization import load_tokenizer
 
 
@@ -38,9 +40,13 @@ def quickstart_batch(tokenizer, batch_size: int, max_length: int) -> TrajectoryB
     return next(iter(dm.train_dataloader()))
 
 
-def tl_step(model, opt, b: TrajectoryBatch) -> float:
+def tl_step(model, opt, b: TrajectoryBatch, selective: bool = True) -> float:
     w = pkt_weights(b.labels, b.key_mask, b.step_ids, b.error_mask, use_mae=True, use_pkt=True, w_max=9.0)
-    logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits
+    if selective:
+        with logits_only_at(model, loss_positions(b.labels, w)):
+            logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits
+    else:
+        logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits
     loss, _ = weighted_masked_nll(logits, b.labels, w, key_mask=b.key_mask)
     loss.backward()
     opt.step()
@@ -56,7 +62,26 @@ def hf_step(model, opt, b: TrajectoryBatch) -> float:
     return float(loss.detach())
 
 
-ARMS = {"tl": tl_step, "hf": hf_step}
+ARMS = {"tl": tl_step, "tl_full": lambda *a: tl_step(*a, selective=False), "hf": hf_step}
+
+
+class SavedTensorBytes(torch.autograd.graph.saved_tensors_hooks):
+    """Counts the bytes autograd keeps for backward (one count per storage): the step's activation memory."""
+
+    def __init__(self) -> None:
+        self.storages: dict[int, int] = {}
+        super().__init__(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        self.storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.storages.values())
+
+
 
 
 def _sync(device):
@@ -87,12 +112,13 @@ def main() -> None:
     args = p.parse_args()
 
     device, batch, model = setup(args)
-    models = {"tl": model, "hf": copy.deepcopy(model)}
+    models = {"tl": model, "tl_full": copy.deepcopy(model), "hf": copy.deepcopy(model)}
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
-    times = {"tl": [], "hf": []}
-    peaks = {}
+    times = {k: [] for k in models}
+    peaks, saved = {}, {}
+    arms = list(models)
     for i in range(args.warmup + args.steps):
-        for arm in (("tl", "hf") if i % 2 == 0 else ("hf", "tl")):  # alternate who goes first
+        for arm in arms[i % len(arms):] + arms[: i % len(arms)]:  # rotate who goes first
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             _sync(device)
@@ -103,25 +129,26 @@ def main() -> None:
                 times[arm].append(time.perf_counter() - t)
             if device.type == "cuda":
                 peaks[arm] = max(peaks.get(arm, 0), torch.cuda.max_memory_allocated())
+    for arm in arms:  # one extra, untimed step per arm with the saved-tensor counter on
+        counter = SavedTensorBytes()
+        with counter:
+            ARMS[arm](models[arm], opts[arm], batch)
+        saved[arm] = counter.nbytes
     med = {k: statistics.median(v) for k, v in times.items()}
-    n_tok = batch.num_tokens
-    print(f"model {args.model} on {device}, batch {tuple(batch.input_ids.shape)} ({n_tok} real tokens, "
+    print(f"model {args.model} on {device}, batch {tuple(batch.input_ids.shape)} ({batch.num_tokens} real tokens, "
           f"{int((batch.labels != -100).sum())} supervised), {args.steps} interleaved steps per arm")
-    print(f"median step  TLSFTModule (MAE+PKT): {med['tl'] * 1e3:.1f} ms   HF CE: {med['hf'] * 1e3:.1f} ms   "
-          f"ratio {med['tl'] / med['hf']:.3f}  (target <= 1.05)")
+    print(f"median step   TL: {med['tl'] * 1e3:.1f} ms   TL-full: {med['tl_full'] * 1e3:.1f} ms   "
+          f"HF CE: {med['hf'] * 1e3:.1f} ms")
+    print(f"step ratio    TL / HF {med['tl'] / med['hf']:.3f} (target <= 1.05)   "
+          f"TL-full / HF {med['tl_full'] / med['hf']:.3f}")
     if device.type == "cuda":
-        print(f"peak memory  TL: {peaks['tl'] / 2**20:.1f} MiB   HF: {peaks['hf'] / 2**20:.1f} MiB   "
-              f"ratio {peaks['tl'] / peaks['hf']:.3f}  (torch.cuda.max_memory_allocated)")
-        return
-    # CPU: torch keeps no allocator statistics, and peak RSS (tried) does not move at this size because the
-    # allocator reuses memory freed after import. Print what each loss adds beyond the shared logits instead.
-    n_pos = batch.input_ids.shape[0] * (batch.input_ids.shape[1] - 1)
-    n_sup = int((batch.labels[:, 1:] != -100).sum())
-    vocab = models["tl"].config.vocab_size
-    tl_extra, hf_extra = 2 * n_sup * vocab * 4, 2 * n_pos * vocab * 4  # float32 rows + their log-softmax
-    print(f"peak memory  not measured on CPU (no allocator counters; use --device cuda). Loss-side float32 "
-          f"tensors: TL {tl_extra / 2**20:.1f} MiB ({n_sup} gathered rows) vs HF {hf_extra / 2**20:.1f} MiB "
-          f"({n_pos} rows), ratio {tl_extra / hf_extra:.3f}; both also hold the model's [B, L, V] logits")
+        print(f"peak memory   TL: {peaks['tl'] / 2**20:.1f} MiB   TL-full: {peaks['tl_full'] / 2**20:.1f} MiB   "
+              f"HF: {peaks['hf'] / 2**20:.1f} MiB   TL / HF {peaks['tl'] / peaks['hf']:.3f}   "
+              f"TL-full / HF {peaks['tl_full'] / peaks['hf']:.3f}  (torch.cuda.max_memory_allocated)")
+    print(f"saved for backward   TL: {saved['tl'] / 2**20:.1f} MiB   TL-full: {saved['tl_full'] / 2**20:.1f} MiB   "
+          f"HF: {saved['hf'] / 2**20:.1f} MiB   TL / HF {saved['tl'] / saved['hf']:.3f}   "
+          f"TL-full / HF {saved['tl_full'] / saved['hf']:.3f}")
+
 
 if __name__ == "__main__":
     main()

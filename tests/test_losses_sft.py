@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tl_lightning.losses import pkt_weights, weighted_masked_nll
+from tl_lightning.losses import loss_positions, pkt_weights, weighted_masked_nll
 
 I = -100  # noqa: E741  (IGNORE_INDEX, short so the tensors below line up)
 
@@ -160,3 +160,37 @@ def test_normalizer_gives_global_mean_across_shards():
     shards = [weighted_masked_nll(logits[i : i + 1], labels[i : i + 1], w[i : i + 1], normalizer=total / 2)[0]
               for i in range(2)]
     torch.testing.assert_close((shards[0] + shards[1]) / 2, full.float())
+
+
+def test_loss_positions_are_the_inputs_that_predict_a_weighted_label():
+    labels = torch.tensor([[I, 1, 2, 3, I], [4, I, I, 5, 6]])
+    weights = torch.tensor([[0.0, 2.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 1.0, 3.0]])
+    expected = torch.tensor([[True, True, False, False, False], [False, False, True, True, False]])
+    assert torch.equal(loss_positions(labels, weights), expected)
+
+
+def test_pre_gathered_logits_give_the_same_loss_stats_and_gradient():
+    """[N, V] rows at loss_positions (what a model under logits_only_at returns) == the [B, L, V] path."""
+    torch.manual_seed(3)
+    labels, key, step, err = (t.unsqueeze(0).repeat(2, 1) for t in _row())
+    labels[1, :5] = I
+    w = pkt_weights(labels, key, step, err, use_mae=True, use_pkt=True)
+    full = torch.randn(2, 24, 13, dtype=torch.float64, requires_grad=True)
+    rows = full.detach()[loss_positions(labels, w)].clone().requires_grad_()
+    loss_full, stats_full = weighted_masked_nll(full, labels, w, key_mask=key)
+    loss_rows, stats_rows = weighted_masked_nll(rows, labels, w, key_mask=key)
+    torch.testing.assert_close(loss_rows, loss_full)
+    for name in stats_full:
+        torch.testing.assert_close(stats_rows[name], stats_full[name])
+    loss_full.backward()
+    loss_rows.backward()
+    torch.testing.assert_close(rows.grad, full.grad[loss_positions(labels, w)])
+
+
+def test_logits_of_the_wrong_shape_are_a_clear_error():
+    labels = torch.tensor([[I, 1, 2, 3, I]])
+    w = (labels != I).float()
+    with pytest.raises(ValueError, match="3 loss positions"):
+        weighted_masked_nll(torch.randn(5, 7), labels, w)
+    with pytest.raises(ValueError, match=r"\[B, L, V\]"):
+        weighted_masked_nll(torch.randn(1, 4, 7), labels, w)

@@ -9,7 +9,7 @@ import torch
 from transformers import LlamaForCausalLM
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-from tl_lightning.models import TINY_CONFIG, decoder_layer_class, load_causal_lm
+from tl_lightning.models import TINY_CONFIG, decoder_layer_class, load_causal_lm, logits_only_at
 
 SMALL = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
          "intermediate_size": 32}
@@ -71,12 +71,59 @@ def test_decoder_layer_class(tiny_tokenizer):
 
 
 def test_shipped_tokenizer():
-    """tl-tiny: 2,048-token byte-level BPE with one token per digit, small enough to ship."""
+    """tl-tiny: 2,048-token byte-level BPE, one token per digit, whole tool names, small enough to ship."""
     from tl_lightning.tokenization import load_tokenizer, shipped_tokenizer_dir
 
     tok = load_tokenizer("tl-tiny")
     assert len(tok) == 2048 and tok.is_fast
     assert (tok.eos_token, tok.pad_token, tok.bos_token) == ("</s>", "<pad>", "<s>")
     assert tok.tokenize("1894") == ["1", "8", "9", "4"]
+    # Underscores join words before BPE, so each quick-start tool name is one token (one decision to learn).
+    assert tok.tokenize(" get_weather_forecast(") == ["Ġget_weather_forecast", "("]
     assert tok.decode(tok("get_weather_forecast(city=\"Zürich\")")["input_ids"]) == 'get_weather_forecast(city="Zürich")'
     assert sum(f.stat().st_size for f in shipped_tokenizer_dir().iterdir()) < 400_000
+
+
+def test_whole_identifiers_lets_snake_case_names_merge_and_round_trips():
+    from tl_lightning.tokenization import train_bpe_tokenizer
+
+    lines = ['get_weather_forecast(city="Oslo", days=3)\n', "it's __init__ x_1 Zürich_ö 2025-01-02\n"] * 50
+    split = train_bpe_tokenizer(lines, vocab_size=400)
+    whole = train_bpe_tokenizer(lines, vocab_size=400, whole_identifiers=True)
+    assert "_" in split.tokenize("get_weather_forecast")  # GPT-2 pre-splitting keeps "_" apart
+    assert whole.tokenize("get_weather_forecast") == ["get_weather_forecast"]
+    for tok in (split, whole):
+        for line in lines[:2]:
+            enc = tok(line, return_offsets_mapping=True)
+            assert tok.decode(enc["input_ids"]) == line
+            assert enc["offset_mapping"][-1][1] == len(line)
+        assert tok.tokenize("1894") == ["1", "8", "9", "4"]
+
+
+def test_logits_only_at_returns_the_rows_of_the_full_logits_with_the_same_gradient(tiny_tokenizer):
+    torch.manual_seed(0)
+    model = load_causal_lm("tl-tiny", tokenizer=tiny_tokenizer, tiny_config={"hidden_size": 32, "num_hidden_layers": 2,
+                                                                            "num_attention_heads": 2,
+                                                                            "num_key_value_heads": 2,
+                                                                            "intermediate_size": 64})
+    model = model.double()  # float64: the two paths sum the head gradient in different orders
+    ids = torch.randint(5, len(tiny_tokenizer), (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    positions = torch.rand(2, 9) < 0.4
+    positions[0, 0] = True
+    full = model(input_ids=ids, attention_mask=mask).logits
+    full[positions].square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    with logits_only_at(model, positions):
+        rows = model(input_ids=ids, attention_mask=mask).logits
+    assert rows.shape == (int(positions.sum()), full.shape[-1])
+    torch.testing.assert_close(rows, full[positions])
+    rows.square().sum().backward()
+    for g, p in zip(grads, model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, g)
+    # The hook is gone after the block, and a mismatched shape names the problem.
+    assert model(input_ids=ids).logits.shape == full.shape
+    with logits_only_at(model, positions), pytest.raises(ValueError, match="logits_to_keep"):
+        model(input_ids=ids[:, :5])

@@ -60,6 +60,18 @@ def pkt_weights(
     return weights
 
 
+def loss_positions(labels: Tensor, weights: Tensor) -> Tensor:
+    """[B, L] bool: the input positions whose *next* token carries loss (position i predicts token i + 1).
+
+    These are the only positions where :func:`weighted_masked_nll` needs logits; a model asked for
+    logits there alone (see :func:`tl_lightning.models.logits_only_at`) returns [N, V] with
+    ``N = positions.sum()`` rows in row-major order, instead of [B, L, V].
+    """
+    positions = torch.zeros_like(labels, dtype=torch.bool)
+    positions[:, :-1] = (weights[:, 1:] > 0) & (labels[:, 1:] != IGNORE_INDEX)
+    return positions
+
+
 def weighted_masked_nll(
     logits: Tensor,
     labels: Tensor,
@@ -70,7 +82,8 @@ def weighted_masked_nll(
     """``sum(w * nll) / sum(w)`` over the supervised tokens, with the causal shift done here.
 
     Args:
-        logits: [B, L, V] model outputs (any float dtype; the NLL is computed in float32).
+        logits: [B, L, V] model outputs, or [N, V]: only the rows at ``loss_positions(labels, weights)``
+            in row-major order (any float dtype; the NLL is computed in float32).
         labels: [B, L] long, unshifted (position i holds token i), ``IGNORE_INDEX`` where unsupervised.
         weights: [B, L] float, unshifted, from :func:`pkt_weights`. Weights on ``IGNORE_INDEX`` labels are ignored.
         key_mask: optional [B, L] bool, only used for the key / non-key statistics.
@@ -78,8 +91,9 @@ def weighted_masked_nll(
             ``global_sum(w) / world_size`` so that averaging gradients over ranks gives the global
             weighted mean exactly.
 
-    Only the rows with a positive weight are gathered before the cross-entropy, so the only extra
-    logits-sized memory is [N_supervised, V] (float32), never another [B, L, V] copy.
+    With [B, L, V] logits only the rows with a positive weight are gathered before the cross-entropy,
+    so the only extra logits-sized memory is [N, V] (float32), never another [B, L, V] copy; with
+    [N, V] logits the model never builds [B, L, V] at all.
     A batch whose weights sum to 0 gives a loss of exactly 0 that is still attached to the graph.
 
     Returns:
@@ -87,16 +101,20 @@ def weighted_masked_nll(
         trained tokens), ``key_nll`` / ``nonkey_nll`` (0 when there are none), ``num_tokens``,
         ``num_key_tokens``, ``weight_sum``.
     """
-    if logits.dim() != 3 or labels.shape != logits.shape[:2] or weights.shape != labels.shape:
+    if labels.dim() != 2 or weights.shape != labels.shape:
+        raise ValueError(f"expected labels and weights [B, L], got {tuple(labels.shape)}, {tuple(weights.shape)}")
+    positions = loss_positions(labels, weights)
+    if logits.dim() == 3 and logits.shape[:2] == labels.shape:
+        logits = logits[positions]
+    elif logits.dim() != 2 or logits.shape[0] != int(positions.sum()):
         raise ValueError(
-            f"expected logits [B, L, V] and labels/weights [B, L], got {tuple(logits.shape)}, "
-            f"{tuple(labels.shape)}, {tuple(weights.shape)}"
+            f"expected logits [B, L, V] = [{labels.shape[0]}, {labels.shape[1]}, V] or [N, V] with N = "
+            f"{int(positions.sum())} loss positions, got {tuple(logits.shape)}"
         )
-    targets = labels[:, 1:]
-    w = weights[:, 1:]
-    selected = (w > 0) & (targets != IGNORE_INDEX)
-    nll = F.cross_entropy(logits[:, :-1][selected].float(), targets[selected], reduction="none")
-    w_sel = w[selected].to(nll.dtype)
+    # Shifting the targets left by one puts token i + 1 at position i (the last column is never a position).
+    targets = labels.roll(-1, dims=1)[positions]
+    nll = F.cross_entropy(logits.float(), targets, reduction="none")
+    w_sel = weights.roll(-1, dims=1)[positions].to(nll.dtype)
     weighted_sum = (w_sel * nll).sum()
     weight_sum = w_sel.sum()
     if normalizer is None:
@@ -107,7 +125,10 @@ def weighted_masked_nll(
 
     with torch.no_grad():
         nll_d = nll.detach()
-        is_key = key_mask[:, 1:][selected] if key_mask is not None else torch.zeros_like(selected[selected])
+        if key_mask is not None:
+            is_key = key_mask.roll(-1, dims=1)[positions]
+        else:
+            is_key = torch.zeros_like(targets, dtype=torch.bool)
         n_key = is_key.sum()
         n_nonkey = (~is_key).sum()
         stats = {

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -22,7 +24,9 @@ from transformers import (
 
 from tl_lightning.tokenization import TINY_TOKENIZER, load_tokenizer
 
-__all__ = ["TINY_MODEL", "TINY_CONFIG", "decoder_layer_class", "load_causal_lm", "resolve_tokenizer"]
+__all__ = [
+    "TINY_MODEL", "TINY_CONFIG", "decoder_layer_class", "load_causal_lm", "logits_only_at", "resolve_tokenizer",
+]
 
 #: Name of the default model: a LLaMA built from :data:`TINY_CONFIG`, randomly initialised.
 TINY_MODEL = TINY_TOKENIZER
@@ -139,3 +143,38 @@ def decoder_layer_class(model: nn.Module) -> set[type[nn.Module]]:
     if not classes:
         raise ValueError(f"cannot find the decoder layer class of {type(model).__name__} (no _no_split_modules)")
     return classes
+
+
+@contextmanager
+def logits_only_at(model: nn.Module, positions: torch.Tensor) -> Iterator[None]:
+    """Inside the block, ``model(...).logits`` is [N, V]: the rows at ``positions`` only, row-major.
+
+    SFT trains on ~10% of the tokens, yet a causal LM builds [B, L, V] logits (float32 under
+    autocast, 4 GB at B=8, L=4096, V=32k) and back-propagates through all of them. A forward
+    pre-hook on the output embedding gathers the hidden states ``[B, L, H] -> [N, H]`` before the
+    head, so nothing vocabulary-sized is built for positions without loss. The hook sits inside the
+    model's own forward, so DDP, FSDP and FSDP2 wrappers, peft and gradient checkpointing see an
+    ordinary call, and post-head steps (e.g. Gemma's logit soft-capping) still apply.
+
+    Args:
+        model: an HF causal LM (anything with ``get_output_embeddings()``).
+        positions: [B, L] bool over the input positions, e.g. :func:`tl_lightning.losses.loss_positions`.
+    """
+    head = model.get_output_embeddings()
+    if head is None:
+        raise TypeError(f"{type(model).__name__} has no output embedding to restrict the logits of")
+
+    def gather(_module: nn.Module, args: tuple) -> tuple:
+        hidden, *rest = args
+        if hidden.shape[:2] != positions.shape:
+            raise ValueError(
+                f"logits_only_at: the head got hidden states {tuple(hidden.shape)}, expected [B, L] = "
+                f"{tuple(positions.shape)} (was the model called with logits_to_keep?)"
+            )
+        return (hidden[positions], *rest)
+
+    handle = head.register_forward_pre_hook(gather)
+    try:
+        yield
+    finally:
+        handle.remove()

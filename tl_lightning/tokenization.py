@@ -1,14 +1,17 @@
 """Byte-level BPE tokenizers trained from text, for the shipped tiny model and for tests.
 
 Digits are split one per token (as LLaMA's tokenizer does): BPE merges of digit runs make a
-small model mis-copy numbers (DESIGN.md §5).
+small model mis-copy numbers (DESIGN.md §5). With ``whole_identifiers`` (the shipped tokenizer),
+underscores count as letters when pre-splitting, so BPE may merge a whole ``snake_case`` identifier
+(a tool or parameter name) into one token: choosing a tool is then one decision of a tiny model,
+not a run of sub-word guesses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 __all__ = ["SPECIAL_TOKENS", "TINY_TOKENIZER", "load_tokenizer", "shipped_tokenizer_dir", "train_bpe_tokenizer"]
@@ -17,19 +20,32 @@ __all__ = ["SPECIAL_TOKENS", "TINY_TOKENIZER", "load_tokenizer", "shipped_tokeni
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 
 
+#: GPT-2's pre-tokenization regex with ``_`` moved from the punctuation class to the letter class.
+_SNAKE_CASE_WORDS = r"""'(?:[sdmt]|ll|ve|re)| ?[\p{L}_]+| ?\p{N}+| ?[^\s\p{L}\p{N}_]+|\s+(?!\S)|\s+"""
+
+
 def train_bpe_tokenizer(
     texts: Iterable[str],
     vocab_size: int = 2048,
     extra_special_tokens: Iterable[str] = (),
     chat_template: str | None = None,
+    whole_identifiers: bool = False,
 ) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE on ``texts`` and wrap it as a fast HF tokenizer (offsets supported)."""
+    """Train a byte-level BPE on ``texts`` and wrap it as a fast HF tokenizer (offsets supported).
+
+    ``whole_identifiers=False`` pre-splits like GPT-2 (``get_weather`` -> ``get``, ``_``, ``weather``
+    before any merge, as most LLM tokenizers do); ``True`` lets ``snake_case`` words merge whole.
+    """
     extra = list(extra_special_tokens)
     specials = list(SPECIAL_TOKENS.values()) + extra
     tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+    words = (
+        [pre_tokenizers.Split(Regex(_SNAKE_CASE_WORDS), behavior="isolated"),
+         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        if whole_identifiers
+        else [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
     )
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), *words])
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(

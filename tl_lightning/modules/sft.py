@@ -27,8 +27,8 @@ from transformers import (
 )
 
 from tl_lightning.data.batch import IGNORE_INDEX, TrajectoryBatch
-from tl_lightning.losses import pkt_weights, weighted_masked_nll
-from tl_lightning.models import TINY_MODEL, load_causal_lm, resolve_tokenizer
+from tl_lightning.losses import loss_positions, pkt_weights, weighted_masked_nll
+from tl_lightning.models import TINY_MODEL, load_causal_lm, logits_only_at, resolve_tokenizer
 from tl_lightning.modules.checkpointing import (
     TokenizerCheckpointMixin,
     export_hf_model,
@@ -57,6 +57,9 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         lr_schedule: ``cosine`` (paper), ``linear`` or ``constant``, after a linear warmup.
         warmup_ratio: warmup as a fraction of the total optimizer steps (paper: 1%).
         optimizer: optional optimizer factory (LightningCLI ``class_path``) replacing AdamW.
+        selective_logits: run the LM head only at the positions that carry loss ([N, V] logits instead
+            of [B, L, V]; see :func:`~tl_lightning.models.logits_only_at`). Same loss, less time and memory;
+            turn off for a model whose output embedding cannot take a forward pre-hook.
         dtype, gradient_checkpointing, lora, tiny_config: passed to ``load_causal_lm``.
     """
 
@@ -73,6 +76,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         lr_schedule: Literal["cosine", "linear", "constant"] = "cosine",
         warmup_ratio: float = 0.01,
         optimizer: OptimizerCallable | None = None,
+        selective_logits: bool = True,
         dtype: str | None = None,
         gradient_checkpointing: bool = False,
         lora: dict[str, Any] | None = None,
@@ -97,9 +101,21 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         self._last_step_time: float | None = None
 
     # ------------------------------------------------------------------ forward + loss
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, L] ids -> [B, L, V] logits."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, L] ids -> [B, L, V] logits, or [N, V] at the ``positions`` ([B, L] bool) only."""
+        if positions is None:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        with logits_only_at(self.model, positions):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    def _loss(
+        self, batch: TrajectoryBatch, weights: torch.Tensor, normalizer: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        positions = loss_positions(batch.labels, weights) if self.hparams.selective_logits else None
+        logits = self(batch.input_ids, batch.attention_mask, positions)
+        return weighted_masked_nll(logits, batch.labels, weights, key_mask=batch.key_mask, normalizer=normalizer)
 
     def _weights(self, batch: TrajectoryBatch) -> torch.Tensor:
         hp = self.hparams
@@ -121,10 +137,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
 
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> torch.Tensor:
         weights = self._weights(batch)
-        logits = self(batch.input_ids, batch.attention_mask)
-        loss, stats = weighted_masked_nll(
-            logits, batch.labels, weights, key_mask=batch.key_mask, normalizer=self._global_normalizer(batch, weights)
-        )
+        loss, stats = self._loss(batch, weights, normalizer=self._global_normalizer(batch, weights))
         bs = len(batch)
         self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=bs)
         self.log("train/key_nll", stats["key_nll"], batch_size=bs)
@@ -149,9 +162,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         return 1.0 - kept.numel() / steps.numel()
 
     def validation_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
-        weights = self._weights(batch)
-        loss, stats = weighted_masked_nll(self(batch.input_ids, batch.attention_mask), batch.labels, weights,
-                                          key_mask=batch.key_mask)
+        loss, stats = self._loss(batch, self._weights(batch))
         # Weighted by sum(w), so val/loss is the objective over the whole held-out set, not a mean of batch means.
         self.val_loss.update(loss, weight=stats["weight_sum"])
         self.val_key_nll.update(stats["key_nll"], weight=stats["num_key_tokens"])
