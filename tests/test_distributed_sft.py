@@ -121,3 +121,46 @@ def test_quickstart_end_to_end(tmp_path, monkeypatch):
     ids = torch.tensor([tok("Assistant: get_weather")["input_ids"]])
     module.eval()
     torch.testing.assert_close(model(ids).logits, module(ids))
+
+
+@pytest.mark.parametrize(("group_by_length", "resume_step"), [(False, 6), (True, 6), (False, 8)])
+def test_resume_mid_epoch_continues_with_the_same_batches_and_losses(tmp_path, group_by_length, resume_step):
+    """ToolTrajectoryDataModule (shuffled, 4 batches per epoch): a checkpoint after step 6 is mid-way through
+    epoch 1, after step 8 at its end. The resumed run trains the remaining steps on the same batches, with the
+    same losses, as the full run."""
+    from tl_lightning.data.datamodule import ToolTrajectoryDataModule
+    from tl_lightning.data.synthetic import quickstart_path
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(quickstart_path("train").read_text().splitlines(keepends=True)[:16]))
+
+    class Record(_Losses):
+        def __init__(self):
+            super().__init__()
+            self.first_ids = {}
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            self.first_ids[trainer.global_step] = batch.input_ids[:, :40].tolist()
+
+    def fit(root, ckpt_path=None):
+        seed_everything(0)
+        data = ToolTrajectoryDataModule(train_path=str(train), template="python_sig", max_length=1536, batch_size=4,
+                                        group_by_length=group_by_length, cache=False)
+        rec = Record()
+        ckpt = ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=2, save_top_k=-1, filename="{step}")
+        trainer = Trainer(accelerator="cpu", devices=1, max_steps=10, logger=False, enable_progress_bar=False,
+                          enable_model_summary=False, callbacks=[rec, ckpt], default_root_dir=root,
+                          limit_val_batches=0, num_sanity_val_steps=0)
+        module = TLSFTModule(tiny_config=TINY, lr=1e-2, warmup_ratio=0.1)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        return rec
+
+    full = fit(tmp_path / "a")
+    resumed = fit(tmp_path / "b", ckpt_path=tmp_path / "a" / "ckpt" / f"step={resume_step}.ckpt")
+    assert sorted(resumed.losses) == list(range(resume_step + 1, 11))
+    # Epochs are shuffled differently (the order is drawn from seed + epoch, not replayed).
+    assert [full.first_ids[s] for s in (1, 2, 3, 4)] != [full.first_ids[s] for s in (5, 6, 7, 8)]
+    for step in resumed.losses:
+        assert resumed.first_ids[step] == full.first_ids[step], step
+        assert resumed.losses[step] == pytest.approx(full.losses[step], abs=1e-6), step

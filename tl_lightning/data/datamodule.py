@@ -28,10 +28,10 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tl_lightning.data.batch import EncodedTrajectory, collate_encoded
 from tl_lightning.data.encode import TrajectoryTooLong, encode_trajectories, step_is_error
+from tl_lightning.data.sampling import EpochLengthGroupedSampler, EpochRandomSampler, ResumableDataLoader
 from tl_lightning.data.schema import FeedbackCategory, Step
 from tl_lightning.data.templates import get_template
 
@@ -225,6 +225,9 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
         pad_to_multiple_of: round each batch's length up (tensor-core friendly shapes on GPU).
         group_by_length: draw training batches of similar length (``transformers``' ``LengthGroupedSampler``:
             random mega-batches of up to 50 batches, sorted by length inside), so steps compute on less padding.
+        seed: base seed of the training order; epoch ``e`` is shuffled with ``seed + e``, so a run resumed
+            from a mid-epoch checkpoint continues with exactly the batches it would have seen. ``None``:
+            the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), else 0.
     """
 
     def __init__(
@@ -246,6 +249,7 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
         template_kwargs: dict[str, Any] | None = None,
         pad_to_multiple_of: int | None = None,
         group_by_length: bool = False,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
@@ -352,21 +356,19 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
             raise RuntimeError(f"no {split} data: set {split}_path and call setup() first")
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         dataset = self.datasets[split]
-        sampler = None
-        if shuffle and self.hparams.group_by_length:
+        collate = functools.partial(collate_encoded, pad_token_id=pad, pad_to_multiple_of=self.pad_to_multiple_of)
+        workers = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
+        if not shuffle:
+            return DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **workers)
+        seed = self.hparams.seed if self.hparams.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        if self.hparams.group_by_length:
             # Trajectory lengths vary several-fold; batching similar lengths together cuts the padding a
             # step computes on (about half the tokens of a random batch of the quick-start data).
             lengths = (dataset.offsets[1:] - dataset.offsets[:-1]).tolist()
-            sampler, shuffle = LengthGroupedSampler(batch_size, lengths=lengths), False
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=functools.partial(collate_encoded, pad_token_id=pad, pad_to_multiple_of=self.pad_to_multiple_of),
-        )
+            sampler = EpochLengthGroupedSampler(lengths, batch_size, seed=seed)
+        else:
+            sampler = EpochRandomSampler(dataset, seed=seed)
+        return ResumableDataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, **workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
