@@ -8,7 +8,7 @@ A byte-level BPE of 2,048 tokens trained on the quick-start training split rende
 other text still encodes (in more tokens). Deterministic for a given quick-start dataset.
 - One token per digit: BPE merges of digit runs make a small model mis-copy numbers (DESIGN.md §5).
 - ``snake_case`` identifiers may merge whole, so every quick-start tool name is one token. With
-  sub-word names the 1M-parameter model assembles names like ``get_price`` from pieces: held-out
+  sub-word names the tiny model (then 4 layers) assembles names like ``get_price`` from pieces: held-out
   tool-name accuracy after the 4.5-minute quick start was 37% with them and 63% with whole names.
 """
 

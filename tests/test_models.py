@@ -21,10 +21,10 @@ def test_tiny_model_takes_vocab_and_special_ids_from_the_tokenizer(tiny_tokenize
     cfg = model.config
     assert cfg.vocab_size == len(tiny_tokenizer)
     assert cfg.pad_token_id == tiny_tokenizer.pad_token_id and cfg.eos_token_id == tiny_tokenizer.eos_token_id
-    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (128, 4, 4, 384)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size) == (128, 2, 4, 384)
     assert model.lm_head.weight is model.model.embed_tokens.weight  # tied
     n = sum(p.numel() for p in model.parameters())
-    assert n == len(tiny_tokenizer) * 128 + 4 * (4 * 128 * 128 + 3 * 128 * 384 + 2 * 128) + 128
+    assert n == len(tiny_tokenizer) * 128 + 2 * (4 * 128 * 128 + 3 * 128 * 384 + 2 * 128) + 128
     assert TINY_CONFIG["tie_word_embeddings"]
 
 
