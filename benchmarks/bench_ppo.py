@@ -32,6 +32,9 @@ def bench_generation(model, tokenizer, texts: list[str], new_tokens: int, repeat
 
     times: dict[bool, list[float]] = {True: [], False: []}
     generate(model, tokenizer, texts, max_new_tokens=2)  # warm-up
+    # Every row must run the full length: `generate` fills an unset eos from the model's generation config,
+    # so stop_token_ids=[] alone would still stop rows at EOS.
+    saved_eos, model.generation_config.eos_token_id = model.generation_config.eos_token_id, None
     # interleaved, so a noisy neighbour slows both settings alike
     for _ in range(repeats):
         for use_cache in (True, False):
@@ -41,8 +44,8 @@ def bench_generation(model, tokenizer, texts: list[str], new_tokens: int, repeat
                 torch.cuda.synchronize()
             times[use_cache].append(time.perf_counter() - start)
             assert out.response_mask.shape[1] == new_tokens
-    result = {("cache" if k else "no_cache"): len(texts) * new_tokens / statistics.median(v) for k, v in times.items()}
-    return result
+    model.generation_config.eos_token_id = saved_eos
+    return {("cache" if k else "no_cache"): len(texts) * new_tokens / statistics.median(v) for k, v in times.items()}
 
 
 def bench_steps(module, records, steps: int, device: str) -> dict[str, float]:

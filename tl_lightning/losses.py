@@ -78,6 +78,7 @@ def weighted_masked_nll(
     weights: Tensor,
     key_mask: Tensor | None = None,
     normalizer: Tensor | float | None = None,
+    positions: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """``sum(w * nll) / sum(w)`` over the supervised tokens, with the causal shift done here.
 
@@ -90,6 +91,7 @@ def weighted_masked_nll(
         normalizer: the denominator instead of the local ``sum(w)``; data-parallel training passes
             ``global_sum(w) / world_size`` so that averaging gradients over ranks gives the global
             weighted mean exactly.
+        positions: ``loss_positions(labels, weights)`` when the caller already has it.
 
     With [B, L, V] logits only the rows with a positive weight are gathered before the cross-entropy,
     so the only extra logits-sized memory is [N, V] (float32), never another [B, L, V] copy; with
@@ -103,7 +105,8 @@ def weighted_masked_nll(
     """
     if labels.dim() != 2 or weights.shape != labels.shape:
         raise ValueError(f"expected labels and weights [B, L], got {tuple(labels.shape)}, {tuple(weights.shape)}")
-    positions = loss_positions(labels, weights)
+    if positions is None:
+        positions = loss_positions(labels, weights)
     if logits.dim() == 3 and logits.shape[:2] == labels.shape:
         logits = logits[positions]
     elif logits.dim() != 2 or logits.shape[0] != int(positions.sum()):

@@ -67,6 +67,8 @@ class ValueModel(nn.Module):
     @classmethod
     def from_causal_lm(cls, lm: PreTrainedModel, copy_weights: bool = True) -> ValueModel:
         """A critic whose backbone is ``lm``'s base model (deep-copied unless ``copy_weights=False``)."""
+        if hasattr(lm, "get_base_model"):  # peft: its base_model is the LoRA wrapper around the whole CausalLM
+            lm = lm.get_base_model()
         base = lm.base_model
         if base is lm:
             raise ValueError(f"{type(lm).__name__} has no separate base model to use as a critic backbone")

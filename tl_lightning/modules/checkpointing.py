@@ -72,7 +72,8 @@ class TokenizerCheckpointMixin:
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, **kwargs: Any):
         if "tokenizer" not in kwargs:
-            ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            # Memory-mapped: only the tokenizer entry is read here, not a second copy of the weights.
+            ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)
             if "tokenizer" in ckpt:
                 kwargs["tokenizer"] = tokenizer_from_state(ckpt["tokenizer"])
         return super().load_from_checkpoint(checkpoint_path, map_location=map_location, **kwargs)
@@ -105,6 +106,16 @@ def shard_for_strategy(module: Any) -> None:
     module._tl_sharded = True
 
 
+def _is_sharded(model: torch.nn.Module) -> bool:
+    """Whether FSDP1 wraps part of ``model`` or FSDP2 turned its parameters into DTensors."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(m, FullyShardedDataParallel) for m in model.modules()) or any(
+        isinstance(p, DTensor) for p in model.parameters()
+    )
+
+
 def export_hf_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, directory: str | Path) -> Path:
     """Save ``model`` and ``tokenizer`` in Hugging Face format (loadable by plain ``from_pretrained``).
 
@@ -122,6 +133,13 @@ def export_hf_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, 
         directory.mkdir(parents=True, exist_ok=True)
         to_save = model
         if hasattr(model, "merge_and_unload"):  # peft: export the merged model, not adapters only
+            if distributed and _is_sharded(model):
+                # The copy below would hold this rank's shards, not the gathered weights: refuse, never write
+                # a wrong model.
+                raise NotImplementedError(
+                    "export_hf_model: merging a LoRA model sharded by FSDP is not supported; train LoRA with DDP, "
+                    "or save the adapters (model.save_pretrained) and merge them on one device"
+                )
             import copy
 
             to_save = copy.deepcopy(model).merge_and_unload()

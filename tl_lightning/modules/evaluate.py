@@ -78,7 +78,7 @@ def load_eval_model(
         if tokenizer is not None and not isinstance(tokenizer, str) and len(tokenizer) != len(tok):
             warnings.warn(f"{model}: using the checkpoint's tokenizer ({len(tok)} tokens), not the given one ({len(tokenizer)})", stacklevel=2)
         return lm.eval(), tok
-    tok = resolve_tokenizer(tokenizer, default=TINY_MODEL if model == TINY_MODEL else model)
+    tok = resolve_tokenizer(tokenizer, default=model)
     return load_causal_lm(model, tokenizer=tok, dtype=dtype, tiny_config=tiny_config).eval(), tok
 
 

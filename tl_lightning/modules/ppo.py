@@ -157,14 +157,14 @@ def load_actor(
             raise ValueError(f"{actor}: not a TLSFTModule checkpoint (no 'model' hyperparameter)")
         if tokenizer is None and "tokenizer" in ckpt:
             tokenizer = tokenizer_from_state(ckpt["tokenizer"])
-        tok = resolve_tokenizer(tokenizer, default=TINY_MODEL if hp["model"] == TINY_MODEL else hp["model"])
+        tok = resolve_tokenizer(tokenizer, default=hp["model"])
         for key in ("tiny_config", "lora"):
             kwargs.setdefault(key, hp.get(key))
         model = load_causal_lm(hp["model"], tokenizer=tok, **kwargs)
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
         model.load_state_dict(state)
         return model.train(), tok
-    tok = resolve_tokenizer(tokenizer, default=TINY_MODEL if actor == TINY_MODEL else str(actor))
+    tok = resolve_tokenizer(tokenizer, default=str(actor))
     return load_causal_lm(str(actor), tokenizer=tok, **kwargs), tok
 
 

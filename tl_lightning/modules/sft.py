@@ -85,7 +85,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         super().__init__()
         # The tokenizer object is not a hyperparameter: checkpoints carry its files instead.
         self.save_hyperparameters(ignore=["tokenizer", "optimizer"])
-        self.tokenizer = resolve_tokenizer(tokenizer, default=TINY_MODEL if model == TINY_MODEL else model)
+        self.tokenizer = resolve_tokenizer(tokenizer, default=model)
         self.model = load_causal_lm(
             model,
             tokenizer=self.tokenizer,
@@ -115,7 +115,9 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         positions = loss_positions(batch.labels, weights) if self.hparams.selective_logits else None
         logits = self(batch.input_ids, batch.attention_mask, positions)
-        return weighted_masked_nll(logits, batch.labels, weights, key_mask=batch.key_mask, normalizer=normalizer)
+        return weighted_masked_nll(
+            logits, batch.labels, weights, key_mask=batch.key_mask, normalizer=normalizer, positions=positions
+        )
 
     def _weights(self, batch: TrajectoryBatch) -> torch.Tensor:
         hp = self.hparams
@@ -132,8 +134,9 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         world = self._world_size()
         if world <= 1:
             return None
-        local = (weights[:, 1:] * (batch.labels[:, 1:] != IGNORE_INDEX)).sum().detach()
-        return self.trainer.strategy.reduce(local.clone(), reduce_op="sum") / world
+        # pkt_weights is 0 on unsupervised tokens, so the shifted sum is the local sum(w) of the loss.
+        local = weights[:, 1:].sum().detach()
+        return self.trainer.strategy.reduce(local, reduce_op="sum") / world
 
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> torch.Tensor:
         weights = self._weights(batch)
