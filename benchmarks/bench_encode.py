@@ -3,7 +3,7 @@
     python benchmarks/bench_encode.py                        # 2,000 trajectories, python_doc, tl-tiny
     python benchmarks/bench_encode.py --n 500 --template react --tokenizer /path/to/hf-tokenizer
 
-The data are multi-turn trajectories from the quick-start generator (``tl_lightning.data.synthetic``);
+The data are multi-turn trajectories from the quick-start generator (``tl_lightning.synthetic.generator``);
 ``--local`` (or a generator failure) uses a small built-in builder instead. Three encoders run side
 by side on the same trajectories:
 
@@ -34,7 +34,7 @@ from tl_lightning.data.templates import get_template
 
 def generated_trajectories(n: int, seed: int) -> list[Trajectory]:
     from tl_lightning.data.readers import read_trajectories
-    from tl_lightning.data.synthetic import generate
+    from tl_lightning.synthetic.generator import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         generate(tmp, n_train=n, n_val=0, n_test_single=0, n_test_multi=0, seed=seed, error_rate=0.17)
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         trajs = local_trajectories(args.n, args.seed)
     else:
         try:
-            trajs, source = generated_trajectories(args.n, args.seed), "tl_lightning.data.synthetic"
+            trajs, source = generated_trajectories(args.n, args.seed), "tl_lightning.synthetic.generator"
         except Exception as e:  # the benchmark measures the encoder; any data source will do
             print(f"generator unavailable ({type(e).__name__}: {e}); using the local builder", file=sys.stderr)
             trajs = local_trajectories(args.n, args.seed)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tl_lightning.data.readers.synthetic_cases import read_synthetic_cases
+from tl_lightning.benchmarks.synthetic import read_synthetic_cases
 from tl_lightning.data.schema import ToolCall
 from tl_lightning.data.templates import get_template
 from tl_lightning.tools.calls import parse_calls

@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from tl_lightning.data.readers import read_trajectories
-from tl_lightning.data.synthetic import quickstart_path
+from tl_lightning.synthetic.generator import quickstart_path
 from tl_lightning.data.templates import get_template
 from tl_lightning.tokenization import SPECIAL_TOKENS, shipped_tokenizer_dir, train_bpe_tokenizer
 

@@ -10,9 +10,9 @@ import torch
 
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.schema import FeedbackCategory, Message, Tool, ToolCall
-from tl_lightning.metrics import EpisodeRecord, MultiTurnErrorRates, ToolCallAccuracy
+from tl_lightning.evaluation.metrics import EpisodeRecord, MultiTurnErrorRates, ToolCallAccuracy
 from tl_lightning.rewards import RewardCategory
-from tl_lightning.scoring import (
+from tl_lightning.evaluation.scoring import (
     CaseVerdict,
     case_category,
     rotbench_extract,

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.schema import Message, Tool, ToolCall
-from tl_lightning.metrics import EpisodeRecord, MultiTurnErrorRates, ToolCallAccuracy
+from tl_lightning.evaluation.metrics import EpisodeRecord, MultiTurnErrorRates, ToolCallAccuracy
 
 pytestmark = pytest.mark.slow
 

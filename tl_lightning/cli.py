@@ -24,7 +24,7 @@ __all__ = ["TLCLI", "TLSaveConfigCallback"]
 
 class TLSaveConfigCallback(SaveConfigCallback):
     """Writes ``config.yaml`` to the log dir (as LightningCLI does) and hands the module the resolved config,
-    which :class:`~tl_lightning.modules.checkpointing.TokenizerCheckpointMixin` stores in every checkpoint."""
+    which :class:`~tl_lightning.checkpoints.TokenizerCheckpointMixin` stores in every checkpoint."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if hasattr(pl_module, "resolved_config"):

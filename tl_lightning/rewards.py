@@ -14,7 +14,7 @@ Decisions beyond the (single-call) paper:
 - **Known tools** are the names in ``tools`` plus ``finish`` (the answer tool, which templates
   may render without listing it). A tool with no schema in ``tools`` (``finish`` then) has the
   gold call's argument names as its schema, so it cannot hallucinate beyond "redundancy".
-- **Values** compare with JSON semantics (:func:`tl_lightning.scoring.values_equal`: ``1 != True``,
+- **Values** compare with JSON semantics (:func:`tl_lightning.tools.calls.values_equal`: ``1 != True``,
   ``3 == 3.0``, strings exact). A gold value that is the string ``"None"`` (RoTBench: optional,
   not compared) matches any value.
 - **Several calls**: gold calls are matched to predicted calls by name, in order (each gold call
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_lightning.data.schema import FINISH_TOOL, FeedbackCategory, Tool, ToolCall
-from tl_lightning.tools.calls import ParseResult
+from tl_lightning.tools.calls import ParseResult, values_equal
 
 __all__ = [
     "IRM_DEFAULTS",
@@ -130,12 +130,6 @@ _ORDER = list(RewardCategory)
 IRM_DEFAULTS = IRMValues()
 
 
-def _values_equal(a: Any, b: Any) -> bool:
-    from tl_lightning.scoring import values_equal  # scoring imports this module's categories
-
-    return values_equal(a, b)
-
-
 def _pair_category(pred: ToolCall, gold: ToolCall, tools: Mapping[str, Tool]) -> RewardCategory:
     """Table rows 3-9 for a predicted call of the gold tool."""
     tool = tools.get(gold.name)
@@ -158,7 +152,7 @@ def _pair_category(pred: ToolCall, gold: ToolCall, tools: Mapping[str, Tool]) ->
         return RewardCategory.REDUNDANCY
     if m:
         return RewardCategory.MISSING
-    same = all(v == "None" or _values_equal(pred.arguments[k], v) for k, v in gold.arguments.items())
+    same = all(v == "None" or values_equal(pred.arguments[k], v) for k, v in gold.arguments.items())
     return RewardCategory.CORRECT if same else RewardCategory.WRONG_VALUES
 
 

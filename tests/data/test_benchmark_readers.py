@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tl_lightning.data.benchmarks import load_benchmark
+from tl_lightning.benchmarks import load_benchmark
 from tl_lightning.data.cases import EvalCase, MultiTurnTask
 from tl_lightning.data.errors import TrajectoryFormatError
-from tl_lightning.data.readers.bfcl import parse_ground_truth_call
-from tl_lightning.data.readers.toolalpaca import parse_function_description, repair_repeated_key
+from tl_lightning.benchmarks.bfcl import parse_ground_truth_call
+from tl_lightning.benchmarks.toolalpaca import parse_function_description, repair_repeated_key
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bfcl"
 

@@ -116,7 +116,7 @@ def test_picklable_and_no_cache_mode(train_file, tiny_tokenizer, tmp_path):
 
 
 def test_quickstart_paths_resolve_lazily(monkeypatch, tmp_path):
-    import tl_lightning.data.synthetic as synthetic
+    import tl_lightning.synthetic.generator as synthetic
 
     seen = []
     monkeypatch.setattr(synthetic, "quickstart_path", lambda split="train": seen.append(split) or tmp_path / f"{split}.jsonl")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tl_lightning.data import synthetic
+from tl_lightning.synthetic import generator as synthetic
 from tl_lightning.data.feedback import classify_feedback
 from tl_lightning.data.readers import read_trajectories
 from tl_lightning.data.schema import FeedbackCategory as C
 from tl_lightning.data.schema import ToolCall
-from tl_lightning.data.synthetic_scenarios import POOLS, split_pool
+from tl_lightning.synthetic.scenarios.personal import POOLS, split_pool
 from tl_lightning.tools.sandbox import Sandbox
 from tl_lightning.tools.toolkits._common import CITIES
 
@@ -118,7 +118,7 @@ def test_same_seed_gives_identical_bytes(generated, tmp_path):
 @pytest.mark.slow
 def test_same_bytes_in_a_fresh_process(generated, tmp_path):
     # Python's str hash is salted per process: the generator must not depend on it.
-    code = ("from tl_lightning.data import synthetic; "
+    code = ("from tl_lightning.synthetic import generator as synthetic; "
             f"synthetic.generate({str(tmp_path)!r}, seed=3, error_rate=0.17, n_train=600, n_val=20, n_test_single=40, n_test_multi=40)")
     subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ, "PYTHONHASHSEED": "123"})
     assert (tmp_path / "train.jsonl").read_bytes() == (generated / "train.jsonl").read_bytes()
@@ -238,7 +238,7 @@ def test_cli(tmp_path, capsys):
 @pytest.mark.slow
 def test_full_quickstart_in_two_processes_is_fast_and_consistent(tmp_path):
     """Two processes (as DDP ranks would) ask for the set at once: both get the same complete files."""
-    code = ("import time; t = time.perf_counter(); from tl_lightning.data.synthetic import quickstart_path; "
+    code = ("import time; t = time.perf_counter(); from tl_lightning.synthetic.generator import quickstart_path; "
             "t1 = time.perf_counter(); p = quickstart_path('train'); print(p, time.perf_counter() - t1)")
     env = {**__import__("os").environ, "TL_LIGHTNING_CACHE": str(tmp_path)}
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
-from tl_lightning.data.benchmarks import load_benchmark
+from tl_lightning.benchmarks import load_benchmark
 from tl_lightning.evaluation.datamodule import BenchmarkDataModule
 from tl_lightning.evaluation.predictions import gold_predictions, read_predictions
 from tl_lightning.evaluation.score import score_predictions
@@ -94,7 +94,7 @@ def test_multi_turn_loop(tmp_path, monkeypatch):
 
 
 def test_load_eval_model_from_checkpoint(tmp_path):
-    from tl_lightning.modules.checkpointing import tokenizer_to_state
+    from tl_lightning.checkpoints import tokenizer_to_state
     from tl_lightning.modules.sft import TLSFTModule
 
     sft = TLSFTModule(tiny_config=TINY)
@@ -121,7 +121,7 @@ def test_datamodule_pads_to_world_size(tmp_path):
 def test_cli_end_to_end(tmp_path, split):
     """``python -m tl_lightning test --config configs/eval/synthetic_<split>.yaml`` on a tiny random model."""
     from tl_lightning.__main__ import main
-    from tl_lightning.data.synthetic import generate
+    from tl_lightning.synthetic.generator import generate
 
     generate(tmp_path / "data", n_train=2, n_val=1, n_test_single=4, n_test_multi=3)
     out = tmp_path / "out"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tl_lightning.data.benchmarks import load_benchmark
+from tl_lightning.benchmarks import load_benchmark
 from tl_lightning.data.errors import TrajectoryFormatError
 from tl_lightning.evaluation.predictions import (
     gold_predictions,
@@ -185,7 +185,7 @@ def test_multi_turn_replay(tmp_path):
 
 def test_synthetic_gold_through_sandbox(tmp_path):
     """The quick-start generator's reference solutions replay through the sandbox: success 100."""
-    from tl_lightning.data.synthetic import generate
+    from tl_lightning.synthetic.generator import generate
 
     generate(tmp_path, n_train=1, n_val=1, n_test_single=3, n_test_multi=3)
     single = load_benchmark("synthetic", tmp_path, category="single")

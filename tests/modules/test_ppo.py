@@ -187,7 +187,7 @@ def test_checkpoint_drops_reference_and_resume_restores_it(tiny_tokenizer, tmp_p
 
 
 def test_load_actor_from_sft_checkpoint_and_hf_export(tiny_tokenizer, tmp_path):
-    from tl_lightning.modules.checkpointing import tokenizer_to_state
+    from tl_lightning.checkpoints import tokenizer_to_state
     from tl_lightning.modules.sft import TLSFTModule
 
     seed_everything(1)

@@ -45,7 +45,7 @@ def resolve_data_path(path: str | os.PathLike) -> Path:
     text = str(path)
     if text == "quickstart" or text.startswith("quickstart:"):
         # Imported only when asked: it generates the data set on first use.
-        from tl_lightning.data.synthetic import quickstart_path
+        from tl_lightning.synthetic.generator import quickstart_path
 
         return Path(quickstart_path(text.partition(":")[2] or "train"))
     return Path(path)

@@ -69,7 +69,7 @@ class PromptReport:
 
 def _shown_tools(template: Any, traj: Trajectory) -> list[Tool]:
     from tl_lightning.data.schema import FINISH_TOOL
-    from tl_lightning.data.templates import finish_tool
+    from tl_lightning.data.schema import finish_tool
 
     tools = list(traj.tools)
     # The python_doc/react templates list a finish tool the data may lack; the model sees it, so it is real.
@@ -129,7 +129,7 @@ def resolve_data_path(path: str | Path) -> Path:
     """``"quickstart"`` / ``"quickstart:<split>"`` -> the generated quick-start file; other paths pass through."""
     text = str(path)
     if text == "quickstart" or text.startswith("quickstart:"):
-        from tl_lightning.data.synthetic import quickstart_path
+        from tl_lightning.synthetic.generator import quickstart_path
 
         split = text.partition(":")[2] or "train"
         return Path(quickstart_path(split))

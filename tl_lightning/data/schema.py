@@ -20,6 +20,7 @@ __all__ = [
     "ToolCall",
     "Trajectory",
     "FINISH_TOOL",
+    "finish_tool",
 ]
 
 #: Name of the tool through which the paper's format (and RoTBench/ToolEyes) gives the final answer.
@@ -211,3 +212,15 @@ class Trajectory:
     def query(self) -> str:
         """The first user message."""
         return next(m.content for m in self.messages if m.role == "user")
+
+
+def finish_tool() -> Tool:
+    """The ``finish`` tool: how ``python_doc``/``react`` prompts give the final answer, and what every
+    sandbox accepts as the end of an episode. One definition, so the schema the model is shown is the
+    schema its answer is checked against."""
+    return Tool(
+        name=FINISH_TOOL,
+        description="Finish the task and give the final answer to the user.",
+        parameters={"type": "object", "properties": {"answer": {"type": "string", "description": "The final answer."}}},
+        required=("answer",),
+    )

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from tl_lightning.data.schema import FINISH_TOOL, Step, Tool, ToolCall, Trajectory
+from tl_lightning.data.schema import FINISH_TOOL, Step, Tool, ToolCall, Trajectory, finish_tool
 
 __all__ = [
     "ChatTemplate",
@@ -38,7 +38,6 @@ __all__ = [
     "Template",
     "TemplateError",
     "TEMPLATES",
-    "finish_tool",
     "get_template",
     "python_literal",
 ]
@@ -94,16 +93,6 @@ class Rendered:
     @property
     def supervised_text(self) -> str:
         return "".join(self.text[s.start : s.end] for s in self.supervised)
-
-
-def finish_tool() -> Tool:
-    """The ``finish`` tool through which ``python_doc`` and ``react`` give the final answer."""
-    return Tool(
-        name=FINISH_TOOL,
-        description="Finish the task and give the final answer to the user.",
-        parameters={"type": "object", "properties": {"answer": {"type": "string", "description": "The final answer."}}},
-        required=("answer",),
-    )
 
 
 def python_literal(value: Any) -> str:

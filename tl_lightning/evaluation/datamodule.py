@@ -19,7 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from tl_lightning.data.benchmarks import BenchmarkSet, load_benchmark
+from tl_lightning.benchmarks import BenchmarkSet, load_benchmark
 
 __all__ = ["BenchmarkDataModule"]
 
@@ -32,7 +32,7 @@ class BenchmarkDataModule(LightningDataModule):
     """Serve ``benchmark`` (rotbench | toolalpaca | bfcl | tooleyes | synthetic) read from ``path``.
 
     Args:
-        benchmark, path, category, strict: as :func:`tl_lightning.data.benchmarks.load_benchmark`.
+        benchmark, path, category, strict: as :func:`tl_lightning.benchmarks.load_benchmark`.
         tokenizer: not needed to serve cases; linked by the CLI into the module, which otherwise
             uses the model's own tokenizer (``None``). Kept as ``.tokenizer``.
         batch_size: cases (or multi-turn tasks, played in lockstep) per batch.

@@ -197,7 +197,7 @@ def _classify(text: str) -> FeedbackCategory:
 
 def _check_success(task: MultiTurnTask, env) -> bool | None:
     try:
-        from tl_lightning.data.synthetic import check_success
+        from tl_lightning.synthetic.generator import check_success
     except ImportError:  # the synthetic module is optional for ToolEyes-only installs
         return None
     return bool(check_success(task.meta, env, getattr(env, "final_answer", None)))

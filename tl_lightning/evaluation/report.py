@@ -6,7 +6,7 @@ TS/PI/CF, DESIGN.md §1) or of all calls / tasks (multi-turn: DE/CE over calls, 
 
 ``report.json`` holds the headline numbers at the top level (``TS``/``PI``/``CF`` or
 ``DE``/``CE``/``VA``), ``per_scenario``, ``error_categories`` (single-turn: the IRM outcome of each
-case, :func:`tl_lightning.scoring.case_category`, the same as the torchmetric's breakdown;
+case, :func:`tl_lightning.evaluation.scoring.case_category`, the same as the torchmetric's breakdown;
 multi-turn: the feedback category of each call, ``format_error`` for a turn with no parseable call), ``unparseable`` outputs, the data notes (skipped, repaired and unsolvable cases) and a
 ``cases`` list (index, id, per-level booleans, category) for diffing two models case by case.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.evaluation.multiturn import FORMAT_ERROR, EpisodeResult
-from tl_lightning.scoring import case_category, score_case
+from tl_lightning.evaluation.scoring import case_category, score_case
 from tl_lightning.tools.calls import ParseResult, parse_calls
 
 __all__ = ["case_record", "headline", "multi_turn_report", "single_turn_report", "write_report"]

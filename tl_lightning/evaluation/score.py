@@ -21,7 +21,7 @@ import argparse
 import sys
 from typing import Any
 
-from tl_lightning.data.benchmarks import BENCHMARKS, BenchmarkSet, load_benchmark
+from tl_lightning.benchmarks import BENCHMARKS, BenchmarkSet, load_benchmark
 from tl_lightning.data.cases import MultiTurnTask
 from tl_lightning.evaluation.multiturn import Episode, EpisodeResult
 from tl_lightning.evaluation.predictions import (

@@ -6,10 +6,10 @@
 
 Single-turn sets: each case's prompt (the template's ``render_prompt``) is continued greedily with a
 KV cache, batched and left-padded, up to the end of the turn; the text is parsed into calls and
-scored (TS/PI/CF, :class:`~tl_lightning.metrics.ToolCallAccuracy`). Multi-turn sets: every task of
+scored (TS/PI/CF, :class:`~tl_lightning.evaluation.metrics.ToolCallAccuracy`). Multi-turn sets: every task of
 the batch plays model -> parse -> execute -> feedback -> model in lockstep for at most
 ``max_turns`` model turns (:class:`~tl_lightning.evaluation.multiturn.Episode`), then DE/CE/VA
-(:class:`~tl_lightning.metrics.MultiTurnErrorRates`).
+(:class:`~tl_lightning.evaluation.metrics.MultiTurnErrorRates`).
 
 At the end of the epoch, rank zero writes ``predictions.jsonl`` (the ``score`` input format;
 multi-turn turns carry their feedback) and ``report.json`` / ``report.md`` through the same code as
@@ -32,7 +32,7 @@ from tl_lightning.evaluation.multiturn import FORMAT_ERROR, Episode, EpisodeResu
 from tl_lightning.evaluation.predictions import write_jsonl
 from tl_lightning.evaluation.report import headline, multi_turn_report, single_turn_report, write_report
 from tl_lightning.generation import generate
-from tl_lightning.metrics import EpisodeRecord, MultiTurnErrorRates, ToolCallAccuracy
+from tl_lightning.evaluation.metrics import EpisodeRecord, MultiTurnErrorRates, ToolCallAccuracy
 from tl_lightning.models import TINY_MODEL, load_causal_lm, resolve_tokenizer
 from tl_lightning.tools.calls import parse_calls
 
@@ -43,7 +43,7 @@ _HPARAM_AND_PREFIX = (("model", "model."), ("actor", "actor."))
 
 
 def _from_checkpoint(path: str, dtype: str | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    from tl_lightning.modules.checkpointing import tokenizer_from_state
+    from tl_lightning.checkpoints import tokenizer_from_state
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if "tokenizer" not in ckpt:
@@ -89,7 +89,7 @@ class TLEvalModule(LightningModule):
         model: ``"tl-tiny"``, an HF hub name / local path, or a tl_lightning ``.ckpt``.
         tokenizer: linked from the datamodule by the CLI; ``None`` = the model's own.
         template: ``python_doc`` | ``react`` | ``chat_template`` (how the model was trained to read tools).
-        mode: ``official`` | ``corrected`` | ``bfcl`` (single-turn scoring, see :mod:`tl_lightning.scoring`).
+        mode: ``official`` | ``corrected`` | ``bfcl`` (single-turn scoring, see :mod:`tl_lightning.evaluation.scoring`).
         call_format: how outputs are parsed; ``None`` = the template's ``call_format``.
         max_new_tokens: per model turn. ``max_prompt_length``: longer prompts are an error.
         output_dir: where predictions and reports go. ``seed``: of the multi-turn environments.

@@ -38,7 +38,7 @@ from tl_lightning.losses import (
     token_rewards,
 )
 from tl_lightning.models import TINY_MODEL, load_causal_lm, resolve_tokenizer
-from tl_lightning.modules.checkpointing import TokenizerCheckpointMixin, export_hf_model, tokenizer_from_state
+from tl_lightning.checkpoints import TokenizerCheckpointMixin, export_hf_model, tokenizer_from_state
 from tl_lightning.rewards import IRMValues, RewardCategory, category_reward, tool_call_reward
 from tl_lightning.tools.calls import parse_calls
 from tl_lightning.value_model import ValueHead, ValueModel, response_slice

@@ -29,7 +29,7 @@ from transformers import (
 from tl_lightning.data.batch import IGNORE_INDEX, TrajectoryBatch
 from tl_lightning.losses import loss_positions, pkt_weights, weighted_masked_nll
 from tl_lightning.models import TINY_MODEL, load_causal_lm, logits_only_at, resolve_tokenizer
-from tl_lightning.modules.checkpointing import (
+from tl_lightning.checkpoints import (
     TokenizerCheckpointMixin,
     export_hf_model,
     shard_for_strategy,

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from tl_lightning.data.schema import ToolCall
 
 __all__ = [
+    "values_equal",
     "CALL_FORMATS",
     "MAX_DEPTH",
     "MAX_TEXT_CHARS",
@@ -493,3 +494,19 @@ def format_calls(calls: Sequence[ToolCall] | Iterable[ToolCall], format: str = "
         body = "\n".join(format_call(c, "react") for c in calls)
         return f"Thought: {thought}\n{body}" if thought is not None else body
     raise ValueError(f"unknown call format {format!r}; expected one of {CALL_FORMATS}")
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """JSON-semantics equality: bool only equals bool, numbers compare numerically, list == tuple
+    element-wise, dicts by keys and values, everything else with ``==``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    if type(a) is not type(b):
+        return False
+    return a == b

@@ -41,11 +41,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tl_lightning.data.schema import FINISH_TOOL, FeedbackCategory, Tool, ToolCall
+from tl_lightning.data.schema import FINISH_TOOL, FeedbackCategory, Tool, ToolCall, finish_tool
 from tl_lightning.tools.sandbox_schema import tool_from_function
 
 __all__ = [
-    "FINISH_TOOL_SPEC",
     "Outcome",
     "Sandbox",
     "SchemaSimulator",
@@ -60,15 +59,6 @@ __all__ = [
 ]
 
 C = FeedbackCategory
-
-#: The tool through which an episode ends (the paper's / ToolEyes' ``finish``).
-FINISH_TOOL_SPEC = Tool(
-    name=FINISH_TOOL,
-    description="Finish the task and give your final answer.",
-    parameters={"type": "object", "properties": {"answer": {"type": "string", "description": "Your final answer."}}},
-    required=("answer",),
-)
-
 
 class ToolError(Exception):
     """Raised by a tool to report a domain error (unknown city, no such file); rendered as ``{"error": msg}``."""
@@ -285,7 +275,7 @@ class _FinishMixin:
     final_answer: str | None
 
     def _finish(self, call: ToolCall) -> Outcome:
-        bad = validate_arguments(call, {FINISH_TOOL: FINISH_TOOL_SPEC}, lenient_strings=True)
+        bad = validate_arguments(call, {FINISH_TOOL: finish_tool()}, lenient_strings=True)
         if bad is not None:
             return bad
         self.done = True
@@ -335,11 +325,11 @@ class Sandbox(_FinishMixin):
 
     @property
     def tools(self) -> list[Tool]:
-        """The toolkits' tools (``finish`` is :data:`FINISH_TOOL_SPEC`, handled by every sandbox)."""
+        """The toolkits' tools (``finish`` is :func:`~tl_lightning.data.schema.finish_tool`, handled by every sandbox)."""
         return list(self._specs.values())
 
     def tool(self, name: str) -> Tool | None:
-        return FINISH_TOOL_SPEC if name == FINISH_TOOL else self._specs.get(name)
+        return finish_tool() if name == FINISH_TOOL else self._specs.get(name)
 
     @property
     def state(self) -> dict[str, dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Query templates of the synthetic generator: slot-value pools and one function per scenario.
 
 A scenario asks a question with slot values drawn from a split's pools, makes the gold calls
-through the :class:`~tl_lightning.data.synthetic.Episode` (each call really runs in the sandbox,
+through the :class:`~tl_lightning.synthetic.generator.Episode` (each call really runs in the sandbox,
 later calls use earlier feedback), finishes with an answer built from the feedback, and states
 a machine-checkable success condition. ``tools`` lists the gold calls in order; the generator
 checks it against what the scenario did.
@@ -23,7 +23,7 @@ from tl_lightning.tools.toolkits.finance import SYMBOLS
 from tl_lightning.tools.toolkits.messaging import CONTACTS
 
 if TYPE_CHECKING:
-    from tl_lightning.data.synthetic import Episode
+    from tl_lightning.synthetic.generator import Episode
 
 __all__ = ["POOLS", "SCENARIOS", "Scenario", "split_pool"]
 

@@ -2,7 +2,7 @@
 
 Format: a JSON list of ``{id, conversations: [system, user], path, scenario}``. The system value
 embeds the tool list exactly like RoTBench (instructions, a JSON list from the first ``[``, then
-``"\\n\\nLet's Begin!"``), so :func:`~tl_lightning.data.readers.rotbench.split_react_system` parses
+``"\\n\\nLet's Begin!"``), so :func:`~tl_lightning.benchmarks.rotbench.split_react_system` parses
 it. There is no gold trajectory: the model calls tools until ``finish`` (at most 9 turns), calls
 are executed by the ``SchemaSimulator`` (``environment="schema"``) and scored with DE/CE/VA.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tl_lightning.data.cases import MultiTurnTask
-from tl_lightning.data.readers.rotbench import dedupe_tools, read_json_cases, split_react_system
+from tl_lightning.benchmarks.rotbench import dedupe_tools, read_json_cases, split_react_system
 from tl_lightning.data.schema import Message
 
 __all__ = ["read_tooleyes"]
@@ -49,7 +49,7 @@ def _record_to_task(rec, index: int, max_turns: int) -> MultiTurnTask:
 
 def read_tooleyes(path: str | Path, strict: bool = True, category: str | None = None, max_turns: int = 9):
     """Read ToolEyes tasks (``tooleyes_zero_shot.json`` or its folder); ``category`` keeps one scenario."""
-    from tl_lightning.data.benchmarks import BenchmarkSet
+    from tl_lightning.benchmarks.registry import BenchmarkSet
 
     file = Path(path)
     if file.is_dir():

@@ -199,7 +199,7 @@ def read_bfcl(path: str | Path, strict: bool = True, category: str | None = None
     ``path`` is a BFCL folder (either layout) or one question file; ``category`` picks one category
     (``simple``, ``exec_simple``, ``BFCL_v3_simple_python`` ...; default all, in BFCL's order).
     """
-    from tl_lightning.data.benchmarks import BenchmarkSet
+    from tl_lightning.benchmarks.registry import BenchmarkSet
 
     path = Path(path)
     report = ReadReport(path=str(path))

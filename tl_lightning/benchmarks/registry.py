@@ -1,6 +1,6 @@
 """Load a public tool-use test set (or the quick-start test sets) as evaluation cases.
 
-    from tl_lightning.data.benchmarks import load_benchmark
+    from tl_lightning.benchmarks import load_benchmark
     bench = load_benchmark("rotbench", "../shared/benchmarks/rotbench", category="clean")
     print(len(bench.cases), bench.report)
 
@@ -31,7 +31,7 @@ _READERS = {
     "toolalpaca": ("toolalpaca", "read_toolalpaca"),
     "bfcl": ("bfcl", "read_bfcl"),
     "tooleyes": ("tooleyes", "read_tooleyes"),
-    "synthetic": ("synthetic_cases", "read_synthetic_cases"),
+    "synthetic": ("synthetic", "read_synthetic_cases"),
 }
 
 
@@ -102,5 +102,5 @@ def load_benchmark(
     if name not in _READERS:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
     module, function = _READERS[name]
-    reader = getattr(importlib.import_module(f"tl_lightning.data.readers.{module}"), function)
+    reader = getattr(importlib.import_module(f"tl_lightning.benchmarks.{module}"), function)
     return reader(path, strict=strict, category=category, **options)

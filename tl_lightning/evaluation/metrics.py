@@ -1,7 +1,7 @@
 """Torchmetrics for tool use: single-turn TS/PI/CF and multi-turn DE/CE/VA (DESIGN.md §1).
 
 Both keep only sum-reduced count tensors, so they sync across DDP processes by summation and give
-the same numbers on 1 or N processes. The per-case maths lives in :mod:`tl_lightning.scoring`.
+the same numbers on 1 or N processes. The per-case maths lives in :mod:`tl_lightning.evaluation.scoring`.
 
 Use one object per stage and log the dict from ``compute()``::
 
@@ -21,7 +21,7 @@ from torchmetrics import Metric
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.schema import FeedbackCategory
 from tl_lightning.rewards import RewardCategory
-from tl_lightning.scoring import SCORING_MODES, Prediction, case_category, score_case
+from tl_lightning.evaluation.scoring import SCORING_MODES, Prediction, case_category, score_case
 
 __all__ = ["DE_CATEGORIES", "EpisodeRecord", "MultiTurnErrorRates", "ToolCallAccuracy"]
 
@@ -39,7 +39,7 @@ class ToolCallAccuracy(Metric):
     """TS/PI/CF in percent of cases, overall, per scenario and per IRM outcome category.
 
     Args:
-        mode: ``"official"``, ``"corrected"`` or ``"bfcl"`` (see :mod:`tl_lightning.scoring`).
+        mode: ``"official"``, ``"corrected"`` or ``"bfcl"`` (see :mod:`tl_lightning.evaluation.scoring`).
         scenarios: the scenario names to break down by. The list fixes the state shapes, so it must
             be the same on every process; a case whose scenario is not listed is an error (an empty
             scenario is counted overall only). ``None``: no per-scenario breakdown.

@@ -152,7 +152,7 @@ def read_rotbench(path: str | Path, strict: bool = True, category: str | None = 
 
     ``path`` is a level file or the folder of level files (``category`` = level, default ``clean``).
     """
-    from tl_lightning.data.benchmarks import BenchmarkSet
+    from tl_lightning.benchmarks.registry import BenchmarkSet
 
     file, level = _resolve(path, category)
     cases, report, notes = read_json_cases(file, "RoTBench", lambda rec, i: _record_to_case(rec, i, level), strict)

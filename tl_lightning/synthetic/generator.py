@@ -1,6 +1,6 @@
 """Synthetic tool-use trajectories with real, executed error feedback (the quick-start dataset).
 
-    python -m tl_lightning.data.synthetic --out data/qs --n-train 1217 --n-test 300 --seed 0 --error-rate 0.17
+    python -m tl_lightning.synthetic.generator --out data/qs --n-train 1217 --n-test 300 --seed 0 --error-rate 0.17
 
 Every call of every trajectory runs in the :class:`~tl_lightning.tools.sandbox.Sandbox`, so each
 feedback text is what the tool really answered. A requested fraction of trajectories (exactly
@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tl_lightning.data import synthetic_scenarios_office  # noqa: F401  (registers part 2 of the scenarios)
+from tl_lightning.synthetic.scenarios import office  # noqa: F401  (registers part 2 of the scenarios)
 from tl_lightning.data.schema import Message, Step, ToolCall, Trajectory
-from tl_lightning.data.synthetic_scenarios import POOLS, SCENARIOS, Scenario, split_pool
+from tl_lightning.synthetic.scenarios.personal import POOLS, SCENARIOS, Scenario, split_pool
 from tl_lightning.tools.sandbox import Sandbox, Tool, default_toolkits
 
 __all__ = [
@@ -404,7 +404,7 @@ def generate(out: str | Path, n_train: int = 1217, n_val: int = 100, n_test_sing
     _write_jsonl(_test_multi(n_test_multi, seed, sandbox), out / "test_multi.jsonl")
     trajs = train + val
     manifest = {
-        "generator": "tl_lightning.data.synthetic",
+        "generator": "tl_lightning.synthetic.generator",
         "version": VERSION,
         "seed": seed,
         "error_rate": error_rate,
@@ -504,7 +504,7 @@ def quickstart_path(split: str = "train") -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tl_lightning.data.synthetic", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tl_lightning.synthetic.generator", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--n-train", type=int, default=QUICKSTART["n_train"])
     p.add_argument("--n-val", type=int, default=QUICKSTART["n_val"])

@@ -97,7 +97,7 @@ def read_toolalpaca(path: str | Path, strict: bool = True, category: str | None 
 
     ``category`` (an API name) keeps only that API's instructions. Scenario = the API's Category.
     """
-    from tl_lightning.data.benchmarks import BenchmarkSet
+    from tl_lightning.benchmarks.registry import BenchmarkSet
 
     file = _resolve(path)
     try:

@@ -1,6 +1,6 @@
 """The quick-start synthetic test sets (``test_single.jsonl`` / ``test_multi.jsonl``) as cases.
 
-Formats (written by ``tl_lightning.data.synthetic``):
+Formats (written by ``tl_lightning.synthetic.generator``):
 
 - ``test_single.jsonl``: ``{"id", "tools": [openai specs], "messages": [{"role": "user", ...}],
   "gold": [[{"name", "arguments"}, ...], ...], "scenario"}`` -> :class:`EvalCase`;
@@ -30,7 +30,7 @@ def resolve_synthetic_path(path: str | Path, category: str | None = None) -> Pat
     (``single``/``multi``) -> ``test_<category>.jsonl`` in it; a file -> itself."""
     text = str(path)
     if text == "quickstart" or text.startswith("quickstart:"):
-        from tl_lightning.data.synthetic import quickstart_path
+        from tl_lightning.synthetic.generator import quickstart_path
 
         split = text.partition(":")[2] or f"test_{category or 'single'}"
         return Path(quickstart_path(split))
@@ -80,7 +80,7 @@ def _record_to_case(rec: Any, index: int) -> EvalCase | MultiTurnTask:
 
 def read_synthetic_cases(path: str | Path, strict: bool = True, category: str | None = None):
     """Read a quick-start test file (JSON Lines) into ``EvalCase``s or ``MultiTurnTask``s."""
-    from tl_lightning.data.benchmarks import BenchmarkSet
+    from tl_lightning.benchmarks.registry import BenchmarkSet
 
     file = resolve_synthetic_path(path, category)
     if not file.is_file():

@@ -66,7 +66,7 @@ from typing import Any, Literal
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.schema import Tool, ToolCall
 from tl_lightning.rewards import RewardCategory, tool_call_reward
-from tl_lightning.tools.calls import ParseResult, parse_calls
+from tl_lightning.tools.calls import ParseResult, parse_calls, values_equal
 
 __all__ = [
     "SCORING_MODES",
@@ -79,7 +79,6 @@ __all__ = [
     "case_category",
     "score_case",
     "standardize_string",
-    "values_equal",
 ]
 
 ScoringMode = Literal["official", "corrected", "bfcl"]
@@ -129,22 +128,6 @@ def as_calls(pred: Prediction) -> tuple[list[ToolCall], str | None]:
     if not all(isinstance(c, ToolCall) for c in calls):
         raise TypeError("a prediction must be a ParseResult, a list of ToolCall, or a string")
     return calls, (None if calls else "no call")
-
-
-def values_equal(a: Any, b: Any) -> bool:
-    """JSON-semantics equality: bool only equals bool, numbers compare numerically, list == tuple
-    element-wise, dicts by keys and values, everything else with ``==``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    if type(a) is not type(b):
-        return False
-    return a == b
 
 
 def _has_perfect_matching(n: int, ok: Callable[[int, int], bool]) -> bool:

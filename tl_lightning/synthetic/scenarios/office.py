@@ -1,6 +1,6 @@
 """Query templates of the synthetic generator, part 2: calendar, to-do list, files, maths and messaging.
 
-See :mod:`tl_lightning.data.synthetic_scenarios` for how a scenario works; importing this module
+See :mod:`tl_lightning.synthetic.scenarios.personal` for how a scenario works; importing this module
 registers its scenarios after part 1's (the order is part of the generator's determinism).
 """
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tl_lightning.data.synthetic_scenarios import scenario
+from tl_lightning.synthetic.scenarios.personal import scenario
 from tl_lightning.tools.toolkits.messaging import CONTACTS
 
 if TYPE_CHECKING:
-    from tl_lightning.data.synthetic import Episode
+    from tl_lightning.synthetic.generator import Episode
 
 
 # ----------------------------------------------------------------------------------- calendar
