@@ -27,9 +27,10 @@ import time
 
 import numpy as np
 
-from tl_lightning.data.encode import encode_trajectories, encode_trajectory, tokenize_with_offsets
+from tl_lightning.data.encode import encode_trajectories, encode_trajectory
 from tl_lightning.data.schema import FeedbackCategory, Message, Step, Tool, ToolCall, Trajectory
 from tl_lightning.data.templates import get_template
+from tl_lightning.tokenization import tokenize_with_offsets
 
 
 def generated_trajectories(n: int, seed: int) -> list[Trajectory]:

@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from tl_lightning.data.readers import read_trajectories
-from tl_lightning.synthetic.generator import quickstart_path
+from tl_lightning.synthetic import ensure_quickstart_data
 from tl_lightning.data.templates import get_template
 from tl_lightning.tokenization import SPECIAL_TOKENS, shipped_tokenizer_dir, train_bpe_tokenizer
 
@@ -38,7 +38,7 @@ class _RenderOnly:
 
 def corpus(split: str = "train", template: str = "python_doc") -> list[str]:
     tpl = get_template(template)
-    trajectories = read_trajectories(quickstart_path(split), format="openai")
+    trajectories = read_trajectories(ensure_quickstart_data() / f"{split}.jsonl", format="openai")
     return [tpl.render(t, _RenderOnly()).text for t in trajectories]
 
 

@@ -17,8 +17,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TL_LIGHTNING_CACHE", str(_TMP / "cache"))
 
-#: The public test sets, shared beside the repository (never copied into it).
-BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 
 _CORPUS = [
     'System: Function:\ndef get_weather_forecast(city: str, days: int = None):\n    """\n    Forecast.\n    """',
@@ -44,6 +42,18 @@ def tiny_tokenizer():
 
 @pytest.fixture(scope="session")
 def benchmarks_dir() -> Path:
-    if not BENCHMARKS_DIR.is_dir():
-        pytest.skip(f"shared benchmarks not found at {BENCHMARKS_DIR}")
-    return BENCHMARKS_DIR
+    """The public test sets: ``$TL_LIGHTNING_BENCHMARKS``, else ``shared/benchmarks`` beside the repository."""
+    from tl_lightning.benchmarks import benchmarks_root
+
+    root = benchmarks_root()
+    if not root.is_dir():
+        pytest.skip(f"public benchmarks not found at {root}; set TL_LIGHTNING_BENCHMARKS to your copy")
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quickstart_data() -> Path:
+    """The quick-start set, generated once into this session's cache: ``quickstart`` paths resolve to it."""
+    from tl_lightning.synthetic import ensure_quickstart_data
+
+    return ensure_quickstart_data()

@@ -129,10 +129,10 @@ def test_resume_mid_epoch_continues_with_the_same_batches_and_losses(tmp_path, g
     epoch 1, after step 8 at its end. The resumed run trains the remaining steps on the same batches, with the
     same losses, as the full run."""
     from tl_lightning.data.datamodule import ToolTrajectoryDataModule
-    from tl_lightning.synthetic.generator import quickstart_path
+    from tl_lightning.data.paths import resolve_data_path
 
     train = tmp_path / "train.jsonl"
-    train.write_text("".join(quickstart_path("train").read_text().splitlines(keepends=True)[:16]))
+    train.write_text("".join(resolve_data_path("quickstart").read_text().splitlines(keepends=True)[:16]))
 
     class Record(_Losses):
         def __init__(self):

@@ -111,3 +111,38 @@ def test_sequence_logprobs_match_unpadded_forward(tiny_model, tiny_tokenizer):
 def test_overlong_prompt_is_an_error(tiny_model, tiny_tokenizer):
     with pytest.raises(ValueError, match=r"prompts \[0\] are longer than max_prompt_length=3"):
         generate(tiny_model, tiny_tokenizer, PROMPTS[:1], max_new_tokens=2, max_prompt_length=3)
+
+
+def test_shared_critic_path_gives_the_numbers_of_the_inline_computation(tiny_model, tiny_tokenizer):
+    """One forward with hidden states (the shared-critic PPO step) equals the log-softmax, gather and
+    entropy it replaced, at a sampling temperature, and its hidden states are the model's own."""
+    out = generate(tiny_model, tiny_tokenizer, PROMPTS, max_new_tokens=4, stop_token_ids=[])
+    P, T, temp = out.prompt_length, out.response_mask.shape[1], 0.7
+    logprobs, entropy, hidden = sequence_logprobs(
+        tiny_model, out.sequences, out.attention_mask, P, temperature=temp, return_entropy=True, return_hidden=True
+    )
+    with torch.no_grad():
+        ref = tiny_model(
+            input_ids=out.sequences, attention_mask=out.attention_mask,
+            position_ids=(out.attention_mask.cumsum(1) - 1).clamp(min=0), use_cache=False,
+            output_hidden_states=True, logits_to_keep=T + 1,
+        )
+    logp_all = torch.log_softmax(ref.logits[:, :-1].float() / temp, dim=-1)
+    torch.testing.assert_close(logprobs, logp_all.gather(-1, out.sequences[:, P:].unsqueeze(-1)).squeeze(-1), rtol=0, atol=0)
+    torch.testing.assert_close(entropy, -(logp_all.exp() * logp_all).sum(-1), rtol=0, atol=0)
+    torch.testing.assert_close(hidden, ref.hidden_states[-1], rtol=0, atol=0)
+    assert hidden.shape == (3, out.sequences.shape[1], 32)
+    only_hidden = sequence_logprobs(tiny_model, out.sequences, out.attention_mask, P, return_hidden=True)
+    assert len(only_hidden) == 2 and only_hidden[1].shape == hidden.shape
+
+
+def test_generation_and_tokenization_import_no_data_code():
+    """Prompt tokenization lives in tokenization.py: generation must not reach back into data/."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tl_lightning.generation, tl_lightning.tokenization; "
+        "bad = sorted(m for m in sys.modules if m.startswith('tl_lightning.data')); assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -194,3 +194,11 @@ def test_logits_of_the_wrong_shape_are_a_clear_error():
         weighted_masked_nll(torch.randn(5, 7), labels, w)
     with pytest.raises(ValueError, match=r"\[B, L, V\]"):
         weighted_masked_nll(torch.randn(1, 4, 7), labels, w)
+
+
+def test_ignore_index_is_the_data_layers():
+    """losses.py restates IGNORE_INDEX to stay import-free; the two must never drift apart."""
+    from tl_lightning import losses
+    from tl_lightning.data import batch
+
+    assert losses.IGNORE_INDEX == batch.IGNORE_INDEX

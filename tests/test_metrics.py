@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
 
+from tl_lightning.benchmarks.rotbench import rotbench_extract
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.schema import FeedbackCategory, Message, Tool, ToolCall
-from tl_lightning.evaluation.metrics import EpisodeRecord, MultiTurnErrorRates, ToolCallAccuracy
+from tl_lightning.evaluation.bfcl_checker import standardize_string
+from tl_lightning.evaluation.metrics import MultiTurnErrorRates, ToolCallAccuracy
+from tl_lightning.evaluation.multiturn import FORMAT_ERROR, EpisodeResult, TurnRecord, count_call_errors
+from tl_lightning.evaluation.report import multi_turn_report
+from tl_lightning.evaluation.scoring import CaseVerdict, case_category, judge_case, score_case
 from tl_lightning.rewards import RewardCategory
-from tl_lightning.evaluation.scoring import (
-    CaseVerdict,
-    case_category,
-    rotbench_extract,
-    score_case,
-    standardize_string,
-    values_equal,
-)
-from tl_lightning.tools.calls import parse_calls
+from tl_lightning.tools.calls import parse_calls, values_equal
 
 
 def tool(name: str, required: tuple[str, ...] = (), **types: str | dict) -> Tool:
@@ -301,7 +297,7 @@ def test_tool_call_accuracy_exact_percentages_and_categories():
     assert (out["TS"].item(), out["PI"].item(), out["CF"].item()) == (75.0, 50.0, 25.0)
     assert (out["scenario/A/TS"].item(), out["scenario/A/PI"].item(), out["scenario/A/CF"].item()) == (100.0, 100.0, 50.0)
     assert (out["scenario/B/TS"].item(), out["scenario/B/PI"].item(), out["scenario/B/CF"].item()) == (50.0, 0.0, 0.0)
-    assert math.isnan(out["scenario/C/TS"].item()) and out["scenario/C/n"].item() == 0
+    assert out["scenario/C/TS"].item() == 0.0 and out["scenario/C/n"].item() == 0  # a rate over nothing is 0.0
     assert out["category/correct"].item() == 25.0
     assert out["category/wrong_values"].item() == 25.0
     assert out["category/unparseable"].item() == 25.0
@@ -318,7 +314,7 @@ def test_tool_call_accuracy_errors_and_empty():
     with pytest.raises(ValueError, match="unknown scoring mode"):
         ToolCallAccuracy(mode="lenient")
     with pytest.warns(UserWarning, match="before the ``update``"):
-        assert math.isnan(ToolCallAccuracy().compute()["TS"].item())
+        assert ToolCallAccuracy().compute()["TS"].item() == 0.0
 
 
 def test_case_category_is_consistent_with_the_verdict():
@@ -328,14 +324,27 @@ def test_case_category_is_consistent_with_the_verdict():
     assert case_category(pred, c, score_case(pred, c, "corrected")) is RewardCategory.CORRECT
 
 
+def episode(categories: list[str], finished: bool, scenario: str = "") -> EpisodeResult:
+    """An episode with one call per turn of the given categories."""
+    turns = [TurnRecord(output="", categories=[c], error="x" if c == FORMAT_ERROR else None) for c in categories]
+    return EpisodeResult(id=str(id(turns)), index=0, scenario=scenario, turns=turns, finished=finished)
+
+
+def test_count_call_errors_by_hand():
+    assert count_call_errors([]) == (0, 0)
+    assert count_call_errors(["all_right", FeedbackCategory.TOOL_HALLUCINATION.value, FORMAT_ERROR, "all_right"]) == (1, 1)
+    assert count_call_errors(["parameter_missing", "tool_call_failure", "tool_instability", "others", "parameter_hallucination"]) == (2, 3)
+    with pytest.raises(ValueError):
+        count_call_errors(["no_such_category"])
+
+
 def test_multi_turn_error_rates_exact():
     records = [
-        EpisodeRecord.from_categories(["all_right", FeedbackCategory.TOOL_HALLUCINATION, None, "all_right"], finished=True),
-        EpisodeRecord.from_categories(["parameter_missing", "tool_call_failure", "tool_instability", "others"], finished=False),
-        EpisodeRecord(num_calls=2, de_calls=0, ce_calls=0, finished=True),
+        episode(["all_right", "tool_hallucination", FORMAT_ERROR, "all_right"], finished=True),
+        episode(["parameter_missing", "tool_call_failure", "tool_instability", "others"], finished=False),
+        episode(["all_right", "all_right"], finished=True),
     ]
-    assert (records[0].de_calls, records[0].ce_calls) == (1, 1)
-    assert (records[1].de_calls, records[1].ce_calls) == (1, 3)
+    assert [(r.n_de, r.n_ce) for r in records] == [(1, 1), (1, 3), (0, 0)]
     metric = MultiTurnErrorRates()
     metric.update(records[:1])
     metric.update(records[1:])
@@ -343,6 +352,45 @@ def test_multi_turn_error_rates_exact():
     assert out["DE"].item() == pytest.approx(200 / 10) and out["CE"].item() == pytest.approx(400 / 10)
     assert out["VA"].item() == pytest.approx(200 / 3)
     assert (out["n"].item(), out["calls"].item()) == (3, 10)
-    with pytest.raises(ValueError, match="inconsistent"):
-        EpisodeRecord(num_calls=1, de_calls=1, ce_calls=1, finished=False)
     assert out["DE"].dtype == torch.float64
+
+
+def test_multi_turn_metric_and_report_agree_with_no_calls():
+    """The one rule for a rate over nothing: 0.0 in the report and in the torchmetric alike."""
+    records = [episode([], finished=False), episode([], finished=True)]
+    metric = MultiTurnErrorRates()
+    metric.update(records)
+    out = metric.compute()
+    report = multi_turn_report(records)
+    assert (report["n_calls"], report["DE"], report["CE"], report["VA"]) == (0, 0.0, 0.0, 50.0)
+    assert (out["DE"].item(), out["CE"].item(), out["VA"].item()) == (report["DE"], report["CE"], report["VA"])
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        assert MultiTurnErrorRates().compute()["VA"].item() == multi_turn_report([])["VA"] == 0.0
+
+
+# --------------------------------------------------------------------------- never fatal
+
+BFCL_AREA = case(
+    [[ToolCall("area", {"r": [1.5], "n": ["", 3]})]], [tool("area", ("r",), r="float", n="integer")], answer_style="possible_values"
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"r": 16**4000},  # float() of it overflows
+        {"r": 999999**64 * 999999**64},  # a 768-digit int: overflows too
+        {"r": 1.5, "n": 16**4000},  # an int past Python's 4,300-digit repr limit
+    ],
+)
+def test_an_unscoreable_prediction_is_a_format_error_not_a_crash(args):
+    pred = [ToolCall("area", args)]
+    judged = judge_case(pred, BFCL_AREA, "bfcl")
+    assert levels(judged.verdict) == NONE and judged.category is RewardCategory.UNPARSEABLE
+    assert judged.error.startswith("format error: ") and judged.verdict.reason == judged.error
+    metric = ToolCallAccuracy(mode="bfcl")
+    metric.update([pred, [ToolCall("area", {"r": 1.5})]], [BFCL_AREA, BFCL_AREA])
+    out = metric.compute()
+    assert (out["TS"].item(), out["CF"].item(), out["category/unparseable"].item()) == (50.0, 50.0, 50.0)
+    with pytest.raises(ValueError, match="unknown scoring mode"):  # a caller's mistake still raises
+        judge_case(pred, BFCL_AREA, "lenient")

@@ -12,7 +12,8 @@ import torch.multiprocessing as mp
 
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.schema import Message, Tool, ToolCall
-from tl_lightning.evaluation.metrics import EpisodeRecord, MultiTurnErrorRates, ToolCallAccuracy
+from tl_lightning.evaluation.metrics import MultiTurnErrorRates, ToolCallAccuracy
+from tl_lightning.evaluation.multiturn import FORMAT_ERROR, EpisodeResult, TurnRecord
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,17 @@ def _cases_and_preds():
     return cases, preds
 
 
-RECORDS = [EpisodeRecord(3, 1, 0, True), EpisodeRecord(2, 0, 2, False), EpisodeRecord(4, 1, 1, True), EpisodeRecord(1, 0, 0, False)]
+def _episode(categories: list[str], finished: bool) -> EpisodeResult:
+    return EpisodeResult("t", 0, "", [TurnRecord(output="", categories=categories)], finished=finished)
+
+
+# (calls, DE, CE): (3, 1, 0), (2, 0, 2), (4, 1, 1), (1, 0, 0)
+RECORDS = [
+    _episode(["tool_hallucination", "all_right", "all_right"], True),
+    _episode([FORMAT_ERROR, "tool_call_failure"], False),
+    _episode(["parameter_missing", "others", "all_right", "all_right"], True),
+    _episode(["all_right"], False),
+]
 
 
 def _single_process() -> tuple[dict, dict]:

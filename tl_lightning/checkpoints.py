@@ -1,6 +1,13 @@
-"""What every tl_lightning LightningModule shares: tokenizer-carrying checkpoints, sharding, HF export.
+"""Checkpoints in and out: the one loader, tokenizer-carrying checkpoints, sharding, HF export.
 
-A checkpoint holds, besides Lightning's state:
+    from tl_lightning.checkpoints import load_pretrained
+    loaded = load_pretrained("runs/quickstart/checkpoints/last.ckpt")   # or an HF directory, or "tl-tiny"
+    loaded.model, loaded.tokenizer, loaded.template
+
+:func:`load_pretrained` is the only code that reads model weights out of a ``.ckpt``: PPO's actor,
+the evaluation module and scripts all load through it, so a change of the format below is made once.
+
+A tl_lightning ``.ckpt`` holds, besides Lightning's state:
 - ``checkpoint["tokenizer"]``: the tokenizer's ``save_pretrained`` files as ``{filename: text}``, so a
   checkpoint alone rebuilds the exact tokenizer the model was trained with;
 - ``checkpoint["config"]``: the resolved LightningCLI config (YAML text) when the run came from the CLI;
@@ -11,18 +18,25 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from tl_lightning.models import decoder_layer_class
+from tl_lightning.models import TINY_MODEL, check_model_source, decoder_layer_class, load_causal_lm
+from tl_lightning.tokenization import resolve_tokenizer
 
 __all__ = [
+    "Checkpoint",
+    "Loaded",
     "TokenizerCheckpointMixin",
     "export_hf_model",
+    "load_pretrained",
+    "read_checkpoint",
     "shard_for_strategy",
     "tokenizer_from_state",
     "tokenizer_to_state",
@@ -49,11 +63,116 @@ def tokenizer_from_state(state: dict[str, str]) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(tmp)
 
 
+#: The hyperparameter naming the causal LM of each module, and the state-dict prefix of its weights
+#: (TLSFTModule: ``model``; TLPPOModule: ``actor``, whose critic and value head are not loaded).
+_LM_KEYS = ("model", "actor")
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`read_checkpoint` finds in a tl_lightning ``.ckpt`` (tensors stay memory-mapped)."""
+
+    path: str
+    hyper_parameters: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    tokenizer_state: dict[str, str] | None
+    config: str | None
+
+    @property
+    def lm_key(self) -> str:
+        """``model`` or ``actor``: the hyperparameter and state-dict prefix of the causal LM."""
+        for key in _LM_KEYS:
+            if any(k.startswith(f"{key}.") for k in self.state_dict):
+                return key
+        raise ValueError(f"{self.path}: no model weights (no state_dict keys starting with 'model.' or 'actor.')")
+
+    def lm_weights(self) -> dict[str, torch.Tensor]:
+        prefix = f"{self.lm_key}."
+        return {k[len(prefix) :]: v for k, v in self.state_dict.items() if k.startswith(prefix)}
+
+    @property
+    def template(self) -> str | None:
+        """The template the model was trained with: a module hyperparameter, else the CLI config's data."""
+        template = self.hyper_parameters.get("template")
+        if template is None and self.config:
+            data = (yaml.safe_load(self.config) or {}).get("data") or {}
+            template = (data.get("init_args") or data).get("template")
+        return template if isinstance(template, str) else None
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a tl_lightning ``.ckpt`` (memory-mapped, on CPU); the one place that knows its layout."""
+    path = str(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    return Checkpoint(
+        path, dict(ckpt.get("hyper_parameters") or {}), ckpt["state_dict"], ckpt.get("tokenizer"), ckpt.get("config")
+    )
+
+
+@dataclass
+class Loaded:
+    """A causal LM ready to use: the model (train mode), its tokenizer, and its template name or None."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    template: str | None = None
+
+
+def load_pretrained(
+    source: str,
+    *,
+    dtype: str | torch.dtype | None = None,
+    tokenizer: PreTrainedTokenizerBase | str | None = None,
+    gradient_checkpointing: bool = False,
+    tiny_config: dict[str, Any] | None = None,
+) -> Loaded:
+    """The one loader: a TLSFTModule / TLPPOModule ``.ckpt``, an HF directory or hub id, or ``"tl-tiny"``.
+
+    A ``.ckpt`` is rebuilt from its hyperparameters (base model, ``tiny_config``, ``lora``; a base that
+    is itself a ``.ckpt``, as when PPO starts from SFT, gives the architecture) and its LM weights;
+    its stored tokenizer is used unless ``tokenizer`` is given, and its ``dtype`` unless ``dtype`` is.
+    ``tiny_config`` applies to ``"tl-tiny"`` only (a checkpoint's architecture is its own). The model
+    comes back in train mode, as :func:`~tl_lightning.models.load_causal_lm` gives it.
+    """
+    source = str(source)
+    check_model_source(source)
+    if not source.endswith(".ckpt"):
+        tok = resolve_tokenizer(tokenizer, default=source)
+        model = load_causal_lm(
+            source, tokenizer=tok, dtype=dtype, gradient_checkpointing=gradient_checkpointing, tiny_config=tiny_config
+        )
+        return Loaded(model, tok)
+    ckpt = read_checkpoint(source)
+    if tokenizer is not None:
+        tok = resolve_tokenizer(tokenizer)
+    elif ckpt.tokenizer_state is not None:
+        tok = tokenizer_from_state(ckpt.tokenizer_state)
+    else:
+        raise ValueError(f"{source}: not a tl_lightning checkpoint (it carries no tokenizer)")
+    hp = ckpt.hyper_parameters
+    base = str(hp.get(ckpt.lm_key, TINY_MODEL))
+    dtype = dtype if dtype is not None else hp.get("dtype")
+    if base.endswith(".ckpt"):
+        model = load_pretrained(base, dtype=dtype, tokenizer=tok, gradient_checkpointing=gradient_checkpointing).model
+    else:
+        model = load_causal_lm(
+            base, tokenizer=tok, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
+            lora=hp.get("lora"), tiny_config=hp.get("tiny_config"),
+        )
+    model.load_state_dict(ckpt.lm_weights())
+    return Loaded(model.train(), tok, ckpt.template)
+
+
 class TokenizerCheckpointMixin:
     """Stores the tokenizer (and the CLI's resolved config) in every checkpoint, and restores it on load.
 
     ``load_from_checkpoint`` rebuilds the tokenizer first, so a model whose vocabulary comes from the
-    tokenizer (``tl-tiny``) is built with the right size before the weights are loaded.
+    tokenizer (``tl-tiny``) is built with the right size before the weights are loaded. It restores the
+    whole module (optimizer-ready, critic included); :func:`load_pretrained` gives the causal LM alone.
     """
 
     #: Set by :class:`tl_lightning.cli.TLCLI` to the resolved config (YAML text) of the run.
@@ -71,11 +190,10 @@ class TokenizerCheckpointMixin:
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, **kwargs: Any):
-        if "tokenizer" not in kwargs:
-            # Memory-mapped: only the tokenizer entry is read here, not a second copy of the weights.
-            ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)
-            if "tokenizer" in ckpt:
-                kwargs["tokenizer"] = tokenizer_from_state(ckpt["tokenizer"])
+        if "tokenizer" not in kwargs and Path(checkpoint_path).is_file():  # not a sharded checkpoint directory
+            state = read_checkpoint(checkpoint_path).tokenizer_state
+            if state is not None:
+                kwargs["tokenizer"] = tokenizer_from_state(state)
         return super().load_from_checkpoint(checkpoint_path, map_location=map_location, **kwargs)
 
 

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from tl_lightning.tokenization import tokenize_with_offsets
+
 __all__ = ["GenerationOutput", "generate", "position_ids_from_mask", "response_mask_from_stops", "sequence_logprobs"]
 
 
@@ -123,10 +125,9 @@ def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
 def _left_padded(
     tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], add_special_tokens: bool, max_prompt_length: int | None
 ) -> tuple[Tensor, Tensor]:
-    """Tokenize like training does (B's ``tokenize_with_offsets``: the tokenizer's BOS prefix unless the
-    text already starts with it) and left-pad: [B, P] ids and attention mask."""
-    from tl_lightning.data.encode import tokenize_with_offsets
-
+    """Tokenize as training encodes (:func:`~tl_lightning.tokenization.tokenize_with_offsets`: the
+    tokenizer's BOS prefix unless the text already starts with it) and left-pad: [B, P] ids and mask.
+    A prompt tokenized differently from its training text would shift every id the model conditions on."""
     if add_special_tokens:
         rows = [tokenize_with_offsets(p, tokenizer)[0].tolist() for p in prompts]
     else:
@@ -232,13 +233,19 @@ def sequence_logprobs(
     response_start: int,
     temperature: float = 1.0,
     return_entropy: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
+    return_hidden: bool = False,
+) -> Tensor | tuple[Tensor, ...]:
     """``log p(token)`` of every response token: [B, T] with ``T = L - response_start``.
 
     Only the logits that predict response tokens are materialised (``logits_to_keep=T+1``), so a
     full [B, L, V] float32 copy is never made. Position ids follow the left padding exactly as
-    ``generate`` did, so an unchanged model reproduces the rollout's log-probs. With
-    ``return_entropy`` also gives the per-token entropy [B, T] of the predictive distribution.
+    ``generate`` did, so an unchanged model reproduces the rollout's log-probs.
+
+    Extras, appended in this order to make a tuple ``(logprobs, ...)``:
+
+    - ``return_entropy``: the per-token entropy [B, T] of the predictive distribution;
+    - ``return_hidden``: the last layer's hidden states [B, L, H] of the same forward pass (a value
+      head on a shared backbone reads them, so one forward gives both policy and values).
     """
     num_response = sequences.shape[1] - response_start
     if num_response <= 0:
@@ -248,6 +255,7 @@ def sequence_logprobs(
         attention_mask=attention_mask,
         position_ids=position_ids_from_mask(attention_mask),
         use_cache=False,
+        output_hidden_states=return_hidden,
         logits_to_keep=num_response + 1,
     )
     logits = out.logits[:, :-1].float()  # position p predicts token p+1
@@ -256,7 +264,9 @@ def sequence_logprobs(
     logp_all = F.log_softmax(logits, dim=-1)
     targets = sequences[:, response_start:]
     logprobs = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    if not return_entropy:
-        return logprobs
-    entropy = -(logp_all.exp() * logp_all).sum(dim=-1)
-    return logprobs, entropy
+    extras: list[Tensor] = []
+    if return_entropy:
+        extras.append(-(logp_all.exp() * logp_all).sum(dim=-1))
+    if return_hidden:
+        extras.append(out.hidden_states[-1])
+    return (logprobs, *extras) if extras else logprobs

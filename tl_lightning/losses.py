@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # ============================================================================ SFT: MAE + PKT
-# (owned by the SFT work; PPO helpers must not edit this section)
+# Labels, weights and masks are [B, L] over input positions, unshifted; the causal shift happens once,
+# inside weighted_masked_nll, so every caller builds its tensors in the order the tokens were written.
 
-IGNORE_INDEX = -100  # mirrors tl_lightning.data.batch.IGNORE_INDEX (kept import-free: this module is pure maths)
+IGNORE_INDEX = -100  # the value of tl_lightning.data.batch.IGNORE_INDEX, restated so pure maths imports no data code
 
 
 def pkt_weights(
@@ -145,10 +146,7 @@ def weighted_masked_nll(
     return loss, stats
 
 
-
 # ============================================================================ PPO
-# (owned by the PPO work; SFT helpers must not edit this section)
-#
 # All PPO functions take [B, T] tensors over *response* tokens (T = generated length, right-padded)
 # and a 0/1 ``mask`` of valid response tokens; padding never contributes to a mean or a return.
 # Conventions follow DeepSpeed-Chat, the official TL-Training PPO: the value and log-prob at

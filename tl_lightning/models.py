@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,10 +23,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tl_lightning.tokenization import TINY_TOKENIZER, load_tokenizer
+from tl_lightning.tokenization import TINY_TOKENIZER, hub_source_problem, resolve_tokenizer
 
 __all__ = [
-    "TINY_MODEL", "TINY_CONFIG", "decoder_layer_class", "load_causal_lm", "logits_only_at", "resolve_tokenizer",
+    "TINY_MODEL", "TINY_CONFIG", "check_model_source", "decoder_layer_class", "load_causal_lm", "logits_only_at",
 ]
 
 #: Name of the default model: a LLaMA built from :data:`TINY_CONFIG`, randomly initialised.
@@ -46,13 +47,26 @@ TINY_CONFIG: dict[str, Any] = {
 }
 
 
-def resolve_tokenizer(tokenizer: PreTrainedTokenizerBase | str | None, default: str = TINY_TOKENIZER):
-    """A tokenizer object from an object, a hub name / local path, or ``None`` (= ``default``)."""
-    if tokenizer is None:
-        tokenizer = default
-    if isinstance(tokenizer, str):
-        return load_tokenizer(tokenizer)
-    return tokenizer
+def check_model_source(name: object, what: str = "model") -> None:
+    """Raise ``ValueError`` (one line) when ``name`` cannot be a model; cheap, loads nothing.
+
+    Accepted: the shipped name, an existing directory, an existing ``.ckpt`` file of tl_lightning, or
+    a hub id (when the hub or its cache can serve it). ``what`` names the argument in the message
+    (``model``, ``actor``).
+    """
+    if not isinstance(name, str) or name == TINY_MODEL:
+        return
+    path = Path(name).expanduser()
+    if path.is_dir() or (path.is_file() and path.suffix == ".ckpt"):
+        return
+    if name.endswith(".ckpt"):
+        raise ValueError(f"{what} checkpoint {name!r} does not exist")
+    problem = hub_source_problem(name)
+    if problem is not None:
+        hub = f" or a hub id ({problem})" if problem else ""
+        raise ValueError(
+            f"{what} {name!r} is neither a local directory, a .ckpt checkpoint nor a shipped name ({TINY_MODEL}){hub}"
+        )
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
@@ -109,6 +123,7 @@ def load_causal_lm(
     """
     if tiny_config and name_or_path != TINY_MODEL:
         raise ValueError(f"tiny_config only applies to {TINY_MODEL!r}, not to {name_or_path!r}")
+    check_model_source(name_or_path)
     tok = resolve_tokenizer(tokenizer, default=TINY_TOKENIZER if name_or_path == TINY_MODEL else name_or_path)
     torch_dtype = _resolve_dtype(dtype)
     if name_or_path == TINY_MODEL:

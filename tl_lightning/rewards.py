@@ -35,7 +35,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from tl_lightning.data.schema import FINISH_TOOL, FeedbackCategory, Tool, ToolCall
 from tl_lightning.tools.calls import ParseResult, values_equal

@@ -7,14 +7,74 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tl_lightning.benchmarks import load_benchmark
-from tl_lightning.data.cases import EvalCase, MultiTurnTask
-from tl_lightning.data.errors import TrajectoryFormatError
+from tl_lightning.benchmarks import BENCHMARKS, REGISTRY, benchmarks_root, load_benchmark
 from tl_lightning.benchmarks.bfcl import parse_ground_truth_call
 from tl_lightning.benchmarks.toolalpaca import parse_function_description, repair_repeated_key
+from tl_lightning.data.cases import EvalCase, MultiTurnTask
+from tl_lightning.data.errors import TrajectoryFormatError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bfcl"
+EVAL_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "eval"
+#: Registered sets that ship no configs/eval YAML, with the reason (none today).
+NO_EVAL_CONFIG: dict[str, str] = {}
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+# ----------------------------------------------------------------------------------- registry
+
+
+def _eval_configs() -> dict[str, dict]:
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(EVAL_CONFIGS.glob("*.yaml"))}
+
+
+def test_every_benchmark_has_a_default_mode_and_format():
+    from tl_lightning.evaluation.score import build_parser
+    from tl_lightning.evaluation.scoring import SCORING_MODES
+
+    formats = {a.dest: a.choices for a in build_parser()._actions}["format"]
+    assert BENCHMARKS == tuple(REGISTRY) and BENCHMARKS
+    for name, entry in REGISTRY.items():
+        assert entry.mode in SCORING_MODES, name
+        assert entry.format in formats and entry.format != "auto", name
+        assert callable(entry.reader), name
+
+
+def test_every_benchmark_has_an_eval_config():
+    configs = _eval_configs()
+    covered = {c["data"]["init_args"]["benchmark"] for c in configs.values()}
+    for name in REGISTRY:
+        assert name in covered or NO_EVAL_CONFIG.get(name), f"{name}: add configs/eval/{name}.yaml or say why not"
+    for file, config in configs.items():
+        init = config["data"]["init_args"]
+        assert init["benchmark"] in REGISTRY, file
+        assert config["model"]["init_args"]["mode"] == REGISTRY[init["benchmark"]].mode, file
+        # public sets are read through $TL_LIGHTNING_BENCHMARKS, never a path beside one checkout
+        assert str(init["path"]).startswith(("benchmarks:", "quickstart")), file
+
+
+def test_eval_configs_resolve_under_the_benchmarks_root(benchmarks_dir):
+    from tl_lightning.evaluation.datamodule import BenchmarkDataModule
+
+    for file, config in _eval_configs().items():
+        init = config["data"]["init_args"]
+        if str(init["path"]).startswith("benchmarks:"):
+            bench = BenchmarkDataModule(**init).load()
+            assert bench.report.path.startswith(str(benchmarks_dir)) and len(bench) > 0, file
+
+
+def test_benchmarks_path_follows_the_environment_variable(tmp_path, monkeypatch):
+    (tmp_path / "rb").mkdir()
+    (tmp_path / "rb" / "clean.json").write_text(json.dumps([_rotbench_record()]))
+    monkeypatch.setenv("TL_LIGHTNING_BENCHMARKS", str(tmp_path))
+    assert benchmarks_root() == tmp_path
+    bench = load_benchmark("rotbench", "benchmarks:rb", category="clean")
+    assert len(bench) == 1 and bench.report.path == str(tmp_path / "rb" / "clean.json")
+    with pytest.raises(FileNotFoundError, match=r"'benchmarks:nope'.*TL_LIGHTNING_BENCHMARKS="):
+        load_benchmark("rotbench", "benchmarks:nope")
+    monkeypatch.delenv("TL_LIGHTNING_BENCHMARKS")
+    assert benchmarks_root() == Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 
 
 # ----------------------------------------------------------------------------------- RoTBench
@@ -80,7 +140,83 @@ def test_rotbench_bad_record_strict_and_lenient(tmp_path):
     assert "not valid JSON" in bench.report.errors[1]
 
 
+def _write_json(path: Path, records: list[str], encoding: str = "utf-8") -> Path:
+    path.write_bytes(("[" + ",\n".join(records) + "]").encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ('{"id": "x", "conversations": ' + DEEP + "}", "invalid JSON: nested too deeply to decode"),
+        ('{"id": ' + "9" * 5000 + ', "conversations": []}', "invalid JSON: Exceeds the limit (4300 digits)"),
+        (json.dumps([1, 2]), "record is not an object"),
+        ('{"conversations": [1, 2, 3]}', "AttributeError"),
+    ],
+    ids=["deep", "huge-int", "not-an-object", "attribute-error"],
+)
+def test_rotbench_bad_record_never_aborts_the_file(tmp_path, bad, problem):
+    path = _write_json(tmp_path / "clean.json", [json.dumps(_rotbench_record()), bad, json.dumps(_rotbench_record())])
+    bench = load_benchmark("rotbench", path, strict=False)
+    assert [c.index for c in bench.cases] == [0, 2] and bench.report.n_skipped == 1
+    assert bench.report.errors[0].startswith(f"{path}, index 1: ") and problem in bench.report.errors[0]
+    with pytest.raises(TrajectoryFormatError, match="index 1: "):
+        load_benchmark("rotbench", path)
+
+
+def test_rotbench_required_must_be_a_list(tmp_path):
+    rec = _rotbench_record()
+    system = rec["conversations"][0]["value"]
+    rec["conversations"][0]["value"] = system.replace('"properties": {"x": {"type": "string"}}}', '"properties": {"x": {"type": "string"}}, "required": "symbol"}')
+    assert rec["conversations"][0]["value"] != system
+    path = _write_json(tmp_path / "clean.json", [json.dumps(rec)])
+    with pytest.raises(TrajectoryFormatError, match=r"index 0: tool 'f': required must be a list of parameter names, got 'symbol'"):
+        load_benchmark("rotbench", path)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_bom_files_read_every_record(tmp_path, encoding):
+    """A BOM'd 3-record array reads 3 records (it used to read "0 of 1")."""
+    path = _write_json(tmp_path / "clean.json", [json.dumps(_rotbench_record())] * 3, encoding)
+    bench = load_benchmark("rotbench", path, strict=False)
+    assert len(bench) == 3 and bench.report.n_records == 3
+    tooleyes = _write_json(tmp_path / "tooleyes_zero_shot.json", [json.dumps(_rotbench_record())] * 3, encoding)
+    assert len(load_benchmark("tooleyes", tooleyes)) == 3
+
+
+def test_undecodable_benchmark_file_names_the_byte_offset(tmp_path):
+    path = tmp_path / "clean.json"
+    path.write_bytes(json.dumps([_rotbench_record()]).replace("Instructions", "Instrucci\u00f3n").encode("latin-1"))
+    for strict in (True, False):
+        with pytest.raises(TrajectoryFormatError, match=rf"^{path}: not utf-8 text: byte 0xf3 at byte offset \d+ does not decode"):
+            load_benchmark("rotbench", path, strict=strict)
+
+
 # ----------------------------------------------------------------------------------- ToolAlpaca
+
+
+def _toolalpaca_api(inputs: list[str]) -> dict:
+    return {
+        "Name": "Api", "Description": "d", "Category": "c",
+        "Function_Description": {"f": "Does f. Parameters: {\"x\": \"Required. string. The x.\"}", "components": {}},
+        "Instructions": [f"do {i}" for i in range(len(inputs))],
+        "Golden_Answers": [[{"Action": "f", "Action_Input": s}] for s in inputs],
+    }
+
+
+def test_toolalpaca_bad_input_never_aborts_the_file(tmp_path):
+    path = tmp_path / "eval_real.json"
+    apis = [_toolalpaca_api(['{"x": "1"}', DEEP, '{"x": ' + "9" * 5000 + "}", '{"x": "2"}']), "not an api"]
+    path.write_text(json.dumps(apis))
+    bench = load_benchmark("toolalpaca", path, strict=False)
+    assert [c.gold[0][0].arguments for c in bench.cases] == [{"x": "1"}, {"x": "2"}]
+    assert bench.report.n_records == 5 and bench.report.n_skipped == 3
+    assert "instruction 1" in bench.report.errors[0] and "nested too deeply" in bench.report.errors[0]
+    assert "instruction 2" in bench.report.errors[1] and "4300" in bench.report.errors[1]
+    assert "(entry 1): API entry is not an object" in bench.report.errors[2]
+    with pytest.raises(TrajectoryFormatError, match="instruction 1 .*nested too deeply"):
+        load_benchmark("toolalpaca", path)
+
 
 
 def test_toolalpaca_strict_names_api_and_instruction(benchmarks_dir):
@@ -221,6 +357,35 @@ def test_synthetic_single_and_multi(tmp_path):
     (tmp_path / "mixed.jsonl").write_text(json.dumps(single) + "\n" + json.dumps(multi) + "\n")
     with pytest.raises(TrajectoryFormatError, match="line 2: single-turn and multi-turn records mixed"):
         load_benchmark("synthetic", tmp_path / "mixed.jsonl")
+
+
+def test_synthetic_bad_lines_never_abort_the_file(tmp_path):
+    good = {"id": "s0", "tools": [_spec("get_weather")], "messages": [{"role": "user", "content": "q"}],
+            "gold": [[{"name": "get_weather", "arguments": {"city": "Rome"}}]]}
+    required = json.loads(json.dumps(good).replace('"required": ["city"]', '"required": "city"'))
+    required["id"] = "s2"
+    lines = [json.dumps(good), '{"id": "s1", "messages": ' + DEEP + "}", json.dumps(required),
+             json.dumps({**good, "id": "s3", "messages": ["q"]}), json.dumps({**good, "id": "s4"})]
+    path = tmp_path / "test_single.jsonl"
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8-sig"))
+    bench = load_benchmark("synthetic", path, strict=False)
+    assert [c.id for c in bench.cases] == ["s0", "s4"] and [c.index for c in bench.cases] == [0, 4]
+    assert [e.split(": ", 1)[0] for e in bench.report.errors] == [f"{path}, line {n}" for n in (2, 3, 4)]
+    assert "nested too deeply" in bench.report.errors[0] and "required must be a list" in bench.report.errors[1]
+
+
+def test_bfcl_bad_lines_never_abort_the_file(tmp_path):
+    question = json.loads((FIXTURES / "BFCL_v3_simple_python.json").read_text().splitlines()[0])
+    (tmp_path / "possible_answer").mkdir()
+    (tmp_path / "possible_answer" / "BFCL_v3_simple_python.json").write_text((FIXTURES / "possible_answer" / "BFCL_v3_simple_python.json").read_text())
+    required = json.loads(json.dumps(question))
+    required["function"][0]["parameters"]["required"] = "base"
+    lines = [json.dumps(question), '{"id": "deep", "question": ' + DEEP + "}", json.dumps(required), '{"id": ' + "9" * 5000 + "}"]
+    (tmp_path / "BFCL_v3_simple_python.json").write_text("\n".join(lines) + "\n")
+    bench = load_benchmark("bfcl", tmp_path, strict=False)
+    assert [c.id for c in bench.cases] == [question["id"]] and bench.report.n_skipped == 3
+    problems = [e.split(": ", 1)[1] for e in bench.report.errors]
+    assert "nested too deeply" in problems[0] and "required must be a list" in problems[1] and "4300" in problems[2]
 
 
 def test_unknown_benchmark():

@@ -10,7 +10,8 @@ import torch
 
 import tl_lightning.data.datamodule as dm_mod
 from tl_lightning.data.batch import IGNORE_INDEX, TrajectoryBatch
-from tl_lightning.data.datamodule import ToolTrajectoryDataModule, encode_file, resolve_data_path
+from tl_lightning.data.datamodule import ToolTrajectoryDataModule, encode_file
+from tl_lightning.data.paths import resolve_data_path
 from tl_lightning.data.readers import write_openai_jsonl
 from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
 

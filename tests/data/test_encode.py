@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tl_lightning.data.batch import IGNORE_INDEX
-from tl_lightning.data.encode import EncodeError, TrajectoryTooLong, encode_trajectory, tokenize_with_offsets
+from tl_lightning.data.encode import EncodeError, TrajectoryTooLong, encode_trajectory
 from tl_lightning.data.schema import FeedbackCategory, Message, Step, Tool, ToolCall, Trajectory
 from tl_lightning.data.templates import get_template
+from tl_lightning.tokenization import tokenize_with_offsets
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
 WEATHER_TOOLS = [

@@ -220,3 +220,32 @@ def test_with_rules_and_bad_specs(tmp_path):
 def test_default_yaml_covers_every_error_category():
     cats = {r.category for r in default_classifier().rules}
     assert cats == {c for c in C if c.is_error}
+
+
+def test_a_numeric_status_is_not_read_as_an_error():
+    # feedback_patterns.yaml documents this: only the listed string statuses mark a structured error.
+    assert classify_feedback('{"status": 404, "items": []}') is C.ALL_RIGHT
+    assert classify_feedback('{"status": 404, "error": "Not found"}') is C.OTHERS
+    assert classify_feedback('{"status": "fail", "message": "Invalid API call"}') is C.TOOL_INSTABILITY
+
+
+def test_resolved_category_and_step_is_error():
+    from tl_lightning.data.feedback import resolved_category, step_is_error
+    from tl_lightning.data.schema import Step, ToolCall
+
+    call = [ToolCall("f", {})]
+    unclassified = Step(call, feedback=["f() missing 1 required positional argument: 'x'"])
+    assert resolved_category(unclassified) is C.PARAMETER_MISSING and step_is_error(unclassified)
+    assert not step_is_error(unclassified, frozenset({C.TOOL_HALLUCINATION}))
+    assert step_is_error(unclassified, frozenset({C.PARAMETER_MISSING}))
+    # a category the step carries wins over its feedback text
+    labelled = Step(call, feedback=["name 'g' is not defined"], category=C.ALL_RIGHT)
+    assert resolved_category(labelled) is C.ALL_RIGHT and not step_is_error(labelled)
+    pending = Step(call)  # not executed yet
+    assert resolved_category(pending) is None and not step_is_error(pending)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"a": ' * 50_000 + "1" + "}" * 50_000])
+def test_deeply_nested_replies_are_text_not_a_crash(text):
+    # Deeper than the JSON decoder recurses: judged as text (no error words: all_right), never RecursionError.
+    assert classify_feedback(text) is C.ALL_RIGHT

@@ -1,5 +1,6 @@
 """Synthetic generator: executed error feedback per category, rate, determinism, strict round trip,
-tool lists, unseen test values, multi-turn success checks and the cached quick-start set."""
+tool lists, unseen test values, multi-turn success checks, explicit scenario lists and the cached
+quick-start set."""
 
 from __future__ import annotations
 
@@ -13,13 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from tl_lightning.synthetic import generator as synthetic
 from tl_lightning.data.feedback import classify_feedback
+from tl_lightning.data.paths import QUICKSTART_VERSION, quickstart_dir, resolve_data_path
 from tl_lightning.data.readers import read_trajectories
 from tl_lightning.data.schema import FeedbackCategory as C
 from tl_lightning.data.schema import ToolCall
-from tl_lightning.synthetic.scenarios.personal import POOLS, split_pool
+from tl_lightning.synthetic import ensure_quickstart_data
+from tl_lightning.synthetic import generator as synthetic
+from tl_lightning.synthetic.scenario_run import ERROR_KINDS, default_tools, family, siblings
+from tl_lightning.synthetic.scenarios import base, office, personal
+from tl_lightning.synthetic.scenarios.base import POOLS, split_pool
 from tl_lightning.tools.sandbox import Sandbox
+from tl_lightning.tools.tasks import check_success
 from tl_lightning.tools.toolkits._common import CITIES
 
 SIZES = {"n_train": 600, "n_val": 20, "n_test_single": 40, "n_test_multi": 40}
@@ -50,9 +56,9 @@ def train(generated):
 def test_files_and_manifest(generated):
     manifest = json.loads((generated / "manifest.json").read_text())
     assert manifest["counts"] == {"train": 600, "val": 20, "test_single": 40, "test_multi": 40}
-    assert manifest["seed"] == 3 and manifest["version"] == synthetic.VERSION
+    assert manifest["seed"] == 3 and manifest["version"] == QUICKSTART_VERSION
     assert manifest["trajectories_with_error"] == {"train": 102, "val": 3}  # round(0.17 * n)
-    assert set(manifest["injected_kinds"]) == set(synthetic.ERROR_KINDS)
+    assert set(manifest["injected_kinds"]) == set(ERROR_KINDS)
     assert manifest["n_tools"] >= 40 and len(manifest["toolkits"]) >= 8
     for split, n in manifest["counts"].items():
         assert len((generated / f"{split}.jsonl").read_text().splitlines()) == n
@@ -71,7 +77,7 @@ def test_strict_round_trip_through_openai_reader(generated, train):
         assert [s.category for s in read.steps] == [s.category for s in made.steps]
 
 
-@pytest.mark.parametrize("kind", synthetic.ERROR_KINDS)
+@pytest.mark.parametrize("kind", ERROR_KINDS)
 def test_each_injected_kind_classifies_as_intended(train, kind):
     hits = [t for t in train if t.meta["error"] and t.meta["error"]["kind"] == kind]
     assert len(hits) >= 10
@@ -88,7 +94,7 @@ def test_each_injected_kind_classifies_as_intended(train, kind):
         else:
             assert nxt.calls[0].to_dict() != step.calls[0].to_dict()
         if kind == "wrong_tool":
-            assert step.calls[0].name in synthetic.siblings(nxt.calls[0].name, t.tool_names)
+            assert step.calls[0].name in siblings(nxt.calls[0].name, t.tool_names)
 
 
 def test_clean_steps_are_never_errors(train):
@@ -130,13 +136,13 @@ def test_tool_lists_hold_gold_tools_and_their_prefix_siblings(train):
         assert 4 <= len(names) <= 8, t.id
         gold = [s.calls[0].name for s in t.steps if not s.is_error]
         for g in gold:
-            assert g in names and set(synthetic.siblings(g, [x.name for x in synthetic.default_tools()])) <= set(names), (t.id, g)
+            assert g in names and set(siblings(g, [x.name for x in default_tools()])) <= set(names), (t.id, g)
 
 
 def test_family_rule():
-    assert synthetic.family("get_weather_forecast") == "get_weather" == synthetic.family("get_weather_alerts")
-    assert synthetic.family("get_air_quality") == "get_air"
-    assert synthetic.siblings("search_flights", ["search_hotels", "search_flights", "book_flight"]) == ["search_hotels"]
+    assert family("get_weather_forecast") == "get_weather" == family("get_weather_alerts")
+    assert family("get_air_quality") == "get_air"
+    assert siblings("search_flights", ["search_hotels", "search_flights", "book_flight"]) == ["search_hotels"]
 
 
 def test_test_splits_use_unseen_values(generated):
@@ -180,51 +186,75 @@ def test_multi_turn_tasks_are_solvable_and_checkable(generated):
     for r in records:
         assert r["max_turns"] == 9 and r["success"]["finished"] is True
         sb = _env(r)
-        assert not synthetic.check_success(r, sb, None)  # nothing done, no answer
+        assert not check_success(r, sb, None)  # nothing done, no answer
         for c in r["reference"]["calls"]:
             assert sb.execute_outcome(ToolCall(c["name"], c["arguments"])).category is C.ALL_RIGHT
-        assert synthetic.check_success(r, sb, r["reference"]["answer"]), r["id"]
+        assert check_success(r, sb, r["reference"]["answer"]), r["id"]
         if any(c["type"] != "answer_contains" for c in r["success"]["all"]):
             state_tasks += 1
-            assert not synthetic.check_success(r, _env(r), r["reference"]["answer"])  # right words, no action
+            assert not check_success(r, _env(r), r["reference"]["answer"])  # right words, no action
         else:
-            assert not synthetic.check_success(r, sb, "I cannot handle the task")
+            assert not check_success(r, sb, "I cannot handle the task")
     assert state_tasks >= 5
 
 
-def test_check_success_conditions():
-    sb = Sandbox(["todo", "files"], timeout_s=None)
-    sb.execute(ToolCall("add_task", {"title": "pay rent"}))
-    sb.execute(ToolCall("write_file", {"path": "/a.txt", "content": "hi"}))
-    meta = {"success": {"finished": True, "all": [
-        {"type": "answer_contains", "values": ["Rent"]},
-        {"type": "state_match", "toolkit": "todo", "key": "tasks", "where": {"title": "pay rent", "done": False}},
-        {"type": "state_match", "toolkit": "files", "key": "files", "where": {"/a.txt": "hi"}},
-        {"type": "state_absent", "toolkit": "todo", "key": "tasks", "where": {"title": "x"}},
-    ]}}
-    assert synthetic.check_success(meta, sb, "Added: pay rent.")
-    assert not synthetic.check_success(meta, sb, None)
-    assert not synthetic.check_success(meta, sb, "Done.")
-    sb.execute(ToolCall("complete_task", {"task_id": 1}))
-    assert not synthetic.check_success(meta, sb, "Added: pay rent.")
-    with pytest.raises(ValueError, match="no success condition"):
-        synthetic.check_success({}, sb, "x")
-
-
-def test_quickstart_path_generates_once_atomically(monkeypatch, tmp_path):
+def test_ensure_quickstart_data_generates_once_atomically(monkeypatch, tmp_path):
     monkeypatch.setenv("TL_LIGHTNING_CACHE", str(tmp_path))
     monkeypatch.setitem(synthetic.QUICKSTART, "n_train", 30)
     monkeypatch.setitem(synthetic.QUICKSTART, "n_val", 5)
     monkeypatch.setitem(synthetic.QUICKSTART, "n_test_single", 5)
     monkeypatch.setitem(synthetic.QUICKSTART, "n_test_multi", 5)
-    path = synthetic.quickstart_path("val")
-    assert path == tmp_path / f"quickstart-{synthetic.VERSION}-0" / "val.jsonl" and path.is_file()
+    with pytest.raises(FileNotFoundError, match="python -m tl_lightning.synthetic"):
+        resolve_data_path("quickstart:val")  # finding never generates
+    folder = ensure_quickstart_data()
+    assert folder == quickstart_dir() == tmp_path / f"quickstart-{QUICKSTART_VERSION}-0"
+    path = resolve_data_path("quickstart:val")
+    assert path == folder / "val.jsonl" and path.is_file()
     mtime = path.stat().st_mtime_ns
-    assert synthetic.quickstart_path("val").stat().st_mtime_ns == mtime  # not regenerated
-    assert synthetic.quickstart_path("test_multi").is_file()
-    assert [p.name for p in tmp_path.iterdir()] == [path.parent.name]  # no temporary folder left behind
-    with pytest.raises(ValueError, match="unknown quick-start split"):
-        synthetic.quickstart_path("dev")
+    assert ensure_quickstart_data() == folder and path.stat().st_mtime_ns == mtime  # not regenerated
+    assert resolve_data_path("quickstart:test_multi").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temporary folder left behind
+
+
+#: sha256 of the quick-start files. They change only with the generator's output, which must bump
+#: ``QUICKSTART_VERSION`` (data/paths.py) so cached copies are regenerated; update both together.
+QUICKSTART_SHA256 = {
+    "manifest.json": "e5e658ed5ab9e4d6bb34fcf6bf4c93d0d452f54de13c0e33152759579b603ff3",
+    "test_multi.jsonl": "14356249ed75679434653cef659f8c9c433b3e59d0aa02d2d8ff903ecd539070",
+    "test_single.jsonl": "d9e33a58dd2532788fccefd912e93ff692362528516518437dd0fbe8dd19792b",
+    "train.jsonl": "f8439622974f55d8f0ea9371b8ac2b7d34877b209d9fead5c5b9a7f97be42bf9",
+    "val.jsonl": "c0d482649879c1cf3f0d61e26e18231c9501c67973b5fd6ca2016c439cc92f6a",
+}
+
+
+def test_quickstart_set_bytes_are_pinned(quickstart_data):
+    import hashlib
+
+    got = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(quickstart_data.iterdir())}
+    assert got == QUICKSTART_SHA256
+
+
+def test_scenarios_are_explicit_lists_in_a_fixed_order():
+    assert synthetic.SCENARIOS == (*personal.SCENARIOS, *office.SCENARIOS)
+    for module in (personal, office):
+        defined = {v.name for v in vars(module).values() if isinstance(v, base.Scenario)}
+        assert {s.name for s in module.SCENARIOS} == defined, f"{module.__name__}: a scenario is missing from SCENARIOS"
+    names = [s.name for s in synthetic.SCENARIOS]
+    assert len(names) == len(set(names)) == 43
+
+
+def test_main_without_out_generates_the_quickstart_set(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TL_LIGHTNING_CACHE", str(tmp_path))
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_train", 6)
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_val", 2)
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_test_single", 2)
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_test_multi", 2)
+    assert synthetic.main([]) == 0
+    assert capsys.readouterr().out.strip() == str(quickstart_dir())
+    assert resolve_data_path("quickstart").is_file()
+    with pytest.raises(SystemExit):
+        synthetic.main(["--n-train", "5"])  # sizes without --out would not be the quick-start set
+    assert "need --out" in capsys.readouterr().err
 
 
 def test_cli(tmp_path, capsys):
@@ -238,8 +268,8 @@ def test_cli(tmp_path, capsys):
 @pytest.mark.slow
 def test_full_quickstart_in_two_processes_is_fast_and_consistent(tmp_path):
     """Two processes (as DDP ranks would) ask for the set at once: both get the same complete files."""
-    code = ("import time; t = time.perf_counter(); from tl_lightning.synthetic.generator import quickstart_path; "
-            "t1 = time.perf_counter(); p = quickstart_path('train'); print(p, time.perf_counter() - t1)")
+    code = ("import time; t = time.perf_counter(); from tl_lightning.synthetic import ensure_quickstart_data; "
+            "t1 = time.perf_counter(); p = ensure_quickstart_data() / 'train.jsonl'; print(p, time.perf_counter() - t1)")
     env = {**__import__("os").environ, "TL_LIGHTNING_CACHE": str(tmp_path)}
     t0 = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]

@@ -12,15 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tl_lightning.data.batch import IGNORE_INDEX
+from tl_lightning.data.chat_template import ChatTemplate
 from tl_lightning.data.encode import encode_trajectory
 from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
-from tl_lightning.data.templates import (
-    ChatTemplate,
-    PythonDocTemplate,
-    TemplateError,
-    get_template,
-    python_literal,
-)
+from tl_lightning.data.template_base import TemplateError
+from tl_lightning.data.templates import PythonDocTemplate, get_template
+from tl_lightning.tools.literals import python_literal
 
 # The stock Qwen2.5-Instruct chat template (tools in the system turn, <tool_call> JSON, tool responses
 # as a user turn); it has no {% generation %} tags.
@@ -159,6 +156,27 @@ def test_python_doc_adds_finish_tool_when_missing(tiny_tokenizer):
     assert PythonDocTemplate.function_block(TOOLS[0]) == (
         'Function:\ndef get_weather_forecast(city: str):\n    """\n    Forecast.\n\n    Args:\n        city (str): The city.\n    """'
     )
+
+
+@pytest.mark.parametrize("name,kw", ALL)
+def test_shown_tools_are_the_tools_the_render_lists(tiny_tokenizer, name, kw):
+    """One rule for "which tools the model sees": PKT (``Rendered.tool_names``) and RL prompts both use it."""
+    from tl_lightning.data.prompts import build_prompts
+    from tl_lightning.data.schema import finish_tool
+
+    template = get_template(name, **kw)
+    traj = trajectory()
+    shown = [t.name for t in template.shown_tools(traj)]
+    expected = [t.name for t in TOOLS] + ([] if name == "chat_template" else ["finish"])
+    assert shown == expected
+    assert list(template.render(traj, tiny_tokenizer).tool_names) == shown
+    records, _ = build_prompts([traj], template, tiny_tokenizer)
+    assert records and all([t.name for t in r.tools] == shown for r in records)
+    # a trajectory that already has finish does not get a second one; add_finish_tool=False shows only the data's tools
+    with_finish = Trajectory("f", [*TOOLS, finish_tool()], [Message("user", "x")], final_answer="y")
+    assert [t.name for t in template.shown_tools(with_finish)].count("finish") == 1
+    if name != "chat_template":
+        assert [t.name for t in get_template(name, add_finish_tool=False).shown_tools(traj)] == [t.name for t in TOOLS]
 
 
 def test_python_sig_lists_tools_as_signature_lines_and_keeps_python_doc_steps(tiny_tokenizer):

@@ -13,7 +13,7 @@ from tl_lightning.benchmarks import load_benchmark
 from tl_lightning.evaluation.datamodule import BenchmarkDataModule
 from tl_lightning.evaluation.predictions import gold_predictions, read_predictions
 from tl_lightning.evaluation.score import score_predictions
-from tl_lightning.modules.evaluate import TLEvalModule, load_eval_model
+from tl_lightning.modules.evaluate import TLEvalModule
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "bfcl"
@@ -93,20 +93,42 @@ def test_multi_turn_loop(tmp_path, monkeypatch):
     assert rescored["cases"] == report["cases"]
 
 
-def test_load_eval_model_from_checkpoint(tmp_path):
+def test_eval_module_loads_a_checkpoint(tmp_path):
+    """A TLSFTModule .ckpt evaluates with its own weights, tokenizer and template (through load_pretrained)."""
     from tl_lightning.checkpoints import tokenizer_to_state
     from tl_lightning.modules.sft import TLSFTModule
 
     sft = TLSFTModule(tiny_config=TINY)
     path = tmp_path / "sft.ckpt"
-    torch.save({"state_dict": sft.state_dict(), "hyper_parameters": dict(sft.hparams), "tokenizer": tokenizer_to_state(sft.tokenizer)}, path)
-    model, tok = load_eval_model(str(path))
-    assert not model.training and len(tok) == len(sft.tokenizer)
-    for (name, a), (_, b) in zip(sft.model.state_dict().items(), model.state_dict().items(), strict=True):
+    hparams = {**dict(sft.hparams), "template": "react"}
+    torch.save({"state_dict": sft.state_dict(), "hyper_parameters": hparams, "tokenizer": tokenizer_to_state(sft.tokenizer)}, path)
+    module = TLEvalModule(model=str(path))
+    assert not module.model.training and len(module.tokenizer) == len(sft.tokenizer)
+    assert module.template.name == "react" and module.call_format == "react"
+    for (name, a), (_, b) in zip(sft.model.state_dict().items(), module.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+    assert TLEvalModule(model=str(path), template="python_doc").template.name == "python_doc"  # an explicit template wins
     with pytest.raises(ValueError, match="carries no tokenizer"):
         torch.save({"state_dict": {}}, tmp_path / "bare.ckpt")
-        load_eval_model(str(tmp_path / "bare.ckpt"))
+        TLEvalModule(model=str(tmp_path / "bare.ckpt"))
+
+
+def test_pathological_outputs_are_counted_not_fatal(tmp_path, monkeypatch):
+    """Outputs no scorer can handle (a 4,000-hex-digit int, a product past float range) are wrong, not fatal."""
+    dm = BenchmarkDataModule("bfcl", str(FIXTURES), batch_size=4)
+    module = TLEvalModule(template="python_doc", mode="bfcl", tiny_config=TINY, output_dir=str(tmp_path / "out"))
+    gold = {r["id"]: r["output"] for r in gold_predictions(dm.load().cases, "python")}
+    bad = {
+        "simple_python_0": "calculate_triangle_area(base=0x" + "f" * 4000 + ", height=5)",
+        "simple_python_1": "math.factorial(number=" + "9" * 99_000 + ")",
+    }
+    monkeypatch.setattr(module, "_generate", lambda trajectories: [bad.get(t.id, gold[t.id]) for t in trajectories])
+    metrics = _trainer(tmp_path).test(module, datamodule=dm, verbose=False)[0]
+    assert metrics["test/CF"] == pytest.approx(400 / 6)  # the other four cases are right
+    report = module.last_report
+    assert [c["CF"] for c in report["cases"]][:2] == [False, False] and report["CF"] == 66.67
+    assert {u["id"] for u in report["unparseable"]} >= set(bad)
+    assert (tmp_path / "out" / "report.json").is_file()
 
 
 def test_datamodule_pads_to_world_size(tmp_path):
@@ -139,6 +161,32 @@ def test_cli_end_to_end(tmp_path, split):
     assert report["n"] == 3 and len(read_predictions(out / "predictions.jsonl")) == 3
     assert report["kind"] == ("single_turn" if split == "single" else "multi_turn")
     assert (out / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_quickstart_accuracy_is_the_test_stage_on_an_hf_export(tmp_path):
+    """The README's held-out accuracy command: the `test` stage on the quick start's HF export, TS/PI/CF."""
+    from tl_lightning.__main__ import main
+    from tl_lightning.checkpoints import export_hf_model
+    from tl_lightning.modules.sft import TLSFTModule
+    from tl_lightning.synthetic.generator import generate
+
+    generate(tmp_path / "data", n_train=2, n_val=1, n_test_single=4, n_test_multi=1)
+    sft = TLSFTModule(tiny_config=TINY)
+    hf = export_hf_model(sft.model, sft.tokenizer, tmp_path / "hf")
+    main([
+        "test", "--config", str(ROOT / "configs" / "eval" / "synthetic_single.yaml"),
+        "--model.init_args.model", str(hf),
+        "--data.init_args.path", str(tmp_path / "data" / "test_single.jsonl"),
+        "--model.init_args.max_new_tokens", "8",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path / "run"),
+    ])
+    reports = list((tmp_path / "run" / "eval").glob("*/report.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert (report["kind"], report["mode"], report["n"]) == ("single_turn", "corrected", 4)
+    assert all(0.0 <= report[k] <= 100.0 for k in ("TS", "PI", "CF"))
 
 
 class _ScriptedEval(TLEvalModule):

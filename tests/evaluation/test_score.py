@@ -195,3 +195,88 @@ def test_synthetic_gold_through_sandbox(tmp_path):
     rep = _gold_report(multi, "python", "corrected")
     assert (rep["DE"], rep["CE"], rep["VA"], rep["success"], rep["n"]) == (0.0, 0.0, 100.0, 100.0, 3)
     assert all(c["categories"][-1] == "all_right" and c["success"] for c in rep["cases"])
+
+
+# ----------------------------------------------------------------------------------- one bad output is never fatal
+
+HUGE_HEX = "0x" + "f" * 4000  # ~4,800 decimal digits: past Python's int repr limit, overflows a float
+HUGE_PRODUCT = "999999**64*999999**64"  # 768 digits once folded
+
+
+def _bfcl_float_set(tmp_path) -> Path:
+    d = tmp_path / "bfcl"
+    (d / "possible_answer").mkdir(parents=True)
+    props = {"r": {"type": "float"}, "n": {"type": "integer"}, "d": {"type": "dict"}}
+    fn = [{"name": "area", "description": "x", "parameters": {"type": "dict", "properties": props, "required": ["r"]}}]
+    question = [[{"role": "user", "content": "q"}]]
+    rows = [{"id": f"simple_python_{i}", "question": question, "function": fn} for i in range(2)]
+    answers = [{"id": f"simple_python_{i}", "ground_truth": [{"area": {"r": [1.5], "n": ["", 3], "d": [""]}}]} for i in range(2)]
+    (d / "BFCL_v3_simple_python.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "possible_answer" / "BFCL_v3_simple_python.json").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    return d
+
+
+@pytest.mark.parametrize(
+    ("output", "fatal_before"),
+    [
+        (f"area(r={HUGE_HEX})", True),  # OverflowError out of the BFCL type check
+        (f"area(r={HUGE_PRODUCT})", True),  # the same
+        (f"area(r=1.5, n={HUGE_HEX})", True),  # 'Exceeds the limit (4300 digits)': exit 2
+        ("area(r=1e308*10)", False),
+        ("area(r=1.5, d={(1, 2): 3})", False),  # a tuple key
+        ("area(r=" + "9" * 99_000 + ")", False),  # a 99 KB output
+    ],
+    ids=["hex_float", "product_float", "hex_int", "inf", "tuple_key", "99kb"],
+)
+def test_score_counts_a_pathological_bfcl_output(tmp_path, capsys, output, fatal_before):
+    rows = [{"id": "simple_python_0", "output": output}, {"id": "simple_python_1", "output": "area(r=1.5)"}]
+    write_jsonl(tmp_path / "p.jsonl", rows)
+    out = tmp_path / "out"
+    args = ["--benchmark", "bfcl", "--data", str(_bfcl_float_set(tmp_path)), "--predictions", str(tmp_path / "p.jsonl")]
+    assert main([*args, "--mode", "bfcl", "--output", str(out)]) == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    assert [c["CF"] for c in rep["cases"]] == [False, True] and rep["CF"] == 50.0
+    if fatal_before:  # unscoreable: a format error, listed with its reason
+        assert rep["cases"][0]["category"] == "unparseable"
+        assert [u["id"] for u in rep["unparseable"]] == ["simple_python_0"] and rep["unparseable"][0]["error"]
+
+
+@pytest.mark.parametrize("output", [f"get_uuid(cnt={HUGE_HEX})", f"finish(answer={HUGE_HEX})"], ids=["call", "finish"])
+def test_tooleyes_replay_counts_a_pathological_call(tmp_path, capsys, output):
+    write_jsonl(tmp_path / "t.jsonl", [{"id": "tooleyes-0000", "turns": [output, 'finish(answer="ok")']}, {"id": "tooleyes-0001", "turns": ['finish(answer="ok")']}])
+    out = tmp_path / "out"
+    args = ["--benchmark", "tooleyes", "--data", str(_tooleyes_file(tmp_path)), "--predictions", str(tmp_path / "t.jsonl")]
+    assert main([*args, "--format", "python", "--output", str(out)]) == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["cases"][0]["categories"] == ["format_error"] and rep["cases"][0]["VA"] is False  # the episode ends there
+    assert rep["cases"][1]["categories"] == ["all_right"] and (rep["CE"], rep["VA"]) == (50.0, 33.33)
+    assert [u["id"] for u in rep["unparseable"]] == ["tooleyes-0000"] and rep["unparseable"][0]["error"]
+
+
+def test_episode_survives_an_environment_that_raises(tmp_path):
+    """Whatever the environment raises on a model's value ends that task as a format error, with the reason."""
+    from tl_lightning.evaluation.multiturn import Episode
+
+    ep = Episode(load_benchmark("tooleyes", _tooleyes_file(tmp_path)).cases[0], call_format="python")
+
+    def explode(call):
+        raise OverflowError("int too large to convert to float")
+
+    ep.env.execute_outcome = explode
+    turn = ep.step('get_uuid(cnt="1")')
+    assert ep.done and not ep.finished and turn.categories == ["format_error"]
+    assert turn.error == "format error: OverflowError: int too large to convert to float"
+    result = ep.result()
+    assert (result.n_calls, result.n_de, result.n_ce) == (1, 0, 1)
+
+
+def test_score_generates_the_quickstart_sets_into_an_empty_cache(monkeypatch, tmp_path, capsys):
+    from tl_lightning.synthetic import generator
+
+    monkeypatch.setenv("TL_LIGHTNING_CACHE", str(tmp_path / "cache"))
+    for split, n in (("n_train", 20), ("n_val", 4), ("n_test_single", 6), ("n_test_multi", 3)):
+        monkeypatch.setitem(generator.QUICKSTART, split, n)
+    gold = tmp_path / "gold.jsonl"
+    code = main(["--benchmark", "synthetic", "--data", "quickstart", "--category", "single", "--write-gold", str(gold)])
+    assert code == 0
+    assert len(gold.read_text().splitlines()) == 6

@@ -7,17 +7,12 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 from torch.utils.data import DataLoader
 
+from tl_lightning.checkpoints import load_pretrained
 from tl_lightning.data.prompts import PromptRecord
 from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
 from tl_lightning.generation import sequence_logprobs
-from tl_lightning.modules.ppo import (
-    Rollout,
-    TLPPOModule,
-    compute_advantages,
-    gold_reward,
-    load_actor,
-    sandbox_reward,
-)
+from tl_lightning.modules.ppo import TLPPOModule
+from tl_lightning.rl import Rollout, compute_advantages, gold_reward, sandbox_reward
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "intermediate_size": 64}
 PROMPT = "User: ping\nAssistant:"
@@ -186,7 +181,7 @@ def test_checkpoint_drops_reference_and_resume_restores_it(tiny_tokenizer, tmp_p
     assert t2.global_step == 2 * t.global_step
 
 
-def test_load_actor_from_sft_checkpoint_and_hf_export(tiny_tokenizer, tmp_path):
+def test_load_pretrained_from_sft_checkpoint_and_hf_export(tiny_tokenizer, tmp_path):
     from tl_lightning.checkpoints import tokenizer_to_state
     from tl_lightning.modules.sft import TLSFTModule
 
@@ -194,12 +189,41 @@ def test_load_actor_from_sft_checkpoint_and_hf_export(tiny_tokenizer, tmp_path):
     sft = TLSFTModule(tokenizer=tiny_tokenizer, tiny_config=TINY)
     ckpt = {"state_dict": sft.state_dict(), "hyper_parameters": dict(sft.hparams), "tokenizer": tokenizer_to_state(tiny_tokenizer)}
     torch.save(ckpt, tmp_path / "sft.ckpt")
-    actor, tok = load_actor(str(tmp_path / "sft.ckpt"), None)
+    loaded = load_pretrained(str(tmp_path / "sft.ckpt"))
+    actor, tok = loaded.model, loaded.tokenizer
     assert len(tok) == len(tiny_tokenizer)
     for k, v in sft.model.state_dict().items():
         assert torch.equal(v, actor.state_dict()[k]), k
     sft.export_hf(tmp_path / "hf")
-    exported, _ = load_actor(str(tmp_path / "hf"), tiny_tokenizer)
+    exported = load_pretrained(str(tmp_path / "hf"), tokenizer=tiny_tokenizer).model
     for k, v in sft.model.state_dict().items():
         assert torch.equal(v, exported.state_dict()[k]), k
     assert actor.training and exported.training
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"gamma": 1.5}, r"gamma must be in \[0, 1\]"),
+        ({"lam": -0.1}, r"lam must be in \[0, 1\]"),
+        ({"clip_policy": 0.0}, r"clip_policy must be in \(0, 1\)"),
+        ({"clip_policy": 1.0}, r"clip_policy must be in \(0, 1\)"),
+        ({"clip_value": 0.0}, "clip_value must be > 0 or None"),
+        ({"reward_clip": -5.0}, "reward_clip must be > 0 or None"),
+        ({"kl_coef": -0.1}, "kl_coef must be >= 0"),
+        ({"actor_lr": 0.0}, "actor_lr must be > 0"),
+        ({"critic_lr": -1.0}, "critic_lr must be > 0"),
+        ({"ppo_epochs": 0}, "ppo_epochs must be >= 1"),
+        ({"num_minibatches": 0}, "num_minibatches must be >= 1"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        ({"sandbox_instability_rate": 2.0}, r"sandbox_instability_rate must be in \[0, 1\]"),
+        ({"critic": "both"}, "critic must be 'separate' or 'shared'"),
+        ({"reward_source": "oracle"}, "reward_source must be 'gold' or 'sandbox'"),
+    ],
+)
+def test_out_of_range_settings_fail_at_construction_in_one_line(tiny_tokenizer, kwargs, message):
+    with pytest.raises(ValueError, match=f"^TLPPOModule: {message}, got") as err:
+        make_module(tiny_tokenizer, **kwargs)
+    assert "\n" not in str(err.value)

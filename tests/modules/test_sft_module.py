@@ -98,3 +98,24 @@ def test_export_hf_loads_with_plain_transformers(tok, tmp_path):
     ids = torch.tensor([tok2("get_weather_forecast(city=")["input_ids"]])
     module.eval()
     torch.testing.assert_close(model(ids).logits, module(ids))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"w_max": -3}, "w_max must be >= 1"),
+        ({"w_max": 0.5}, "w_max must be >= 1"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"lr": -1e-5}, "lr must be > 0"),
+        ({"warmup_ratio": 1.0}, r"warmup_ratio must be in \[0, 1\)"),
+        ({"warmup_ratio": -0.1}, r"warmup_ratio must be in \[0, 1\)"),
+        ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
+        ({"betas": (0.9, 1.0)}, "betas must be two numbers"),
+        ({"lr_schedule": "cosin"}, "lr_schedule must be one of cosine, linear, constant"),
+        ({"model": "runs/x/last.ckpt"}, "model .* is a Lightning checkpoint; resume it with --ckpt_path"),
+    ],
+)
+def test_out_of_range_settings_fail_at_construction_in_one_line(tok, kwargs, message):
+    with pytest.raises(ValueError, match=f"^TLSFTModule: {message}") as err:
+        TLSFTModule(tokenizer=tok, tiny_config=TINY, **kwargs)
+    assert "\n" not in str(err.value)

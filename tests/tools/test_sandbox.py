@@ -1,8 +1,11 @@
-"""Sandbox: schema derivation, validation errors, exceptions, timeouts, state, determinism, injection safety."""
+"""Sandbox: schema derivation, validation errors, exceptions, timeouts, state, determinism, injection safety,
+and the promise that executing a call never raises, whatever it holds."""
 
 from __future__ import annotations
 
 import json
+import math
+import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -14,7 +17,8 @@ from hypothesis import strategies as st
 from tl_lightning.data.feedback import classify_feedback
 from tl_lightning.data.schema import FeedbackCategory as C
 from tl_lightning.data.schema import ToolCall
-from tl_lightning.tools.sandbox import Sandbox, ToolError, Toolkit, _class_tools, default_toolkits, tool
+from tl_lightning.tools.sandbox import Sandbox, default_toolkits
+from tl_lightning.tools.toolkit import ToolError, Toolkit, _class_tools, tool
 from tl_lightning.tools.toolkits import TOOLKITS
 
 
@@ -46,7 +50,27 @@ class SlowKit(Toolkit):
         return {"counter": self.state["counter"]}
 
     @tool
-    def explode(self, kind: Literal["type", "key", "tool", "bytes", "exit"]) -> dict:
+    def slow_bump(self, seconds: float) -> dict:
+        """Sleep a while, then increase the counter.
+
+        Args:
+            seconds: How long to sleep first.
+        """
+        time.sleep(seconds)
+        self.state["counter"] += 1
+        return {"counter": self.state["counter"]}
+
+    @tool
+    def echo(self, value: dict) -> dict:
+        """Echo an object.
+
+        Args:
+            value: Any object.
+        """
+        return {"value": value}
+
+    @tool
+    def explode(self, kind: Literal["type", "key", "tool", "bytes", "exit", "nan", "inf"]) -> dict:
         """Fail in a chosen way.
 
         Args:
@@ -60,6 +84,8 @@ class SlowKit(Toolkit):
             raise ToolError("Recently completed scan for 'x' not found")
         if kind == "bytes":
             return {"data": b"\x00"}
+        if kind in ("nan", "inf"):
+            return {"value": float(kind)}
         raise SystemExit(3)
 
     @tool
@@ -309,3 +335,119 @@ def test_execute_never_raises_and_category_matches_classifier(name, args):
     out = _SANDBOX.execute_outcome(ToolCall(name, args))
     assert isinstance(out.text, str)
     assert classify_feedback(out.text) is out.category, (name, args, out.text)
+
+
+# ------------------------------------------------------------- execute never raises (issue 15)
+def _deep(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("call", [None, "get_air_quality(city='Rome')", {"name": "finish", "arguments": {"answer": "x"}}, 42])
+def test_a_non_toolcall_is_a_call_failure(box, call):
+    out = box.execute_outcome(call)
+    assert out.text.startswith("TypeError: a tool call must be a ToolCall")
+    assert out.category is C.TOOL_CALL_FAILURE and classify_feedback(out.text) is C.TOOL_CALL_FAILURE
+    assert box.execute(call) == out.text
+
+
+def test_finish_with_a_huge_int_answer_is_a_call_failure(box):
+    out = run(box, "finish", answer=10**5000)
+    assert out.text.startswith("ValueError: Exceeds the limit (4300 digits) for integer string conversion")
+    assert out.category is C.TOOL_CALL_FAILURE and classify_feedback(out.text) is C.TOOL_CALL_FAILURE
+    assert not box.done and box.final_answer is None
+    assert run(box, "finish", answer=10**100).category is C.ALL_RIGHT and box.final_answer == str(10**100)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "text"),
+    [
+        ("typed", {"n": 10**5000, "x": 1, "flag": True, "items": []}, "ValueError: Exceeds the limit (4300 digits)"),
+        ("get_weather_forecast", {"city": "Paris", "days": -(10**5000)}, "ValueError: Exceeds the limit (4300 digits)"),
+        ("typed", {"n": 1, "x": math.nan, "flag": True, "items": []}, "ValueError: Out of range float values are not JSON compliant"),
+        ("convert_currency", {"amount": math.inf, "from_currency": "USD", "to_currency": "EUR"},
+         "ValueError: Out of range float values are not JSON compliant"),
+        ("echo", {"value": {"n": [1, 10**5000]}}, "ValueError: Exceeds the limit (4300 digits)"),
+        ("echo", {"value": _deep(100_000)}, "ValueError: argument 'value' is nested more than 64 levels deep"),
+        ("echo", {"value": {"k": object()}}, "TypeError: Object of type object is not JSON serializable"),
+        ("echo", {"value": {("a", "b"): 1}}, "TypeError: keys must be str, int, float, bool or None, not tuple"),
+        ("get_weather_forecast", {"city": "Par\ud800is"}, "ValueError: argument 'city' is not valid text"),
+    ],
+)
+def test_values_json_cannot_carry_are_call_failures(box, name, args, text):
+    out = run(box, name, **args)
+    assert out.text.startswith(text)
+    assert out.category is C.TOOL_CALL_FAILURE and classify_feedback(out.text) is C.TOOL_CALL_FAILURE
+    out.text.encode("utf-8")  # the feedback itself can always be written out
+
+
+def test_huge_strings_are_data(box):
+    huge = "x" * 5_000_000
+    out = run(box, "get_weather_forecast", city=huge)
+    assert out.category is C.OTHERS and out.text == json.dumps({"error": f"City '{huge}' not found"})
+    assert run(box, "finish", answer=huge).category is C.ALL_RIGHT and box.final_answer == huge
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf"])
+def test_non_finite_results_are_call_failures(box, kind):
+    out = run(box, "explode", kind=kind)
+    assert out.text == "ValueError: Out of range float values are not JSON compliant"
+    assert out.category is C.TOOL_CALL_FAILURE and classify_feedback(out.text) is C.TOOL_CALL_FAILURE
+
+
+def test_non_finite_result_of_a_shipped_tool():
+    out = run(Sandbox(["finance"]), "convert_currency", amount=1e308, from_currency="USD", to_currency="JPY")
+    assert out.text == "ValueError: Out of range float values are not JSON compliant"
+    assert out.category is C.TOOL_CALL_FAILURE
+
+
+def test_a_timed_out_call_never_touches_state_after_reset():
+    sb = Sandbox([SlowKit()], timeout_s=0.05)
+    out = run(sb, "slow_bump", seconds=0.3)
+    assert out.category is C.TOOL_INSTABILITY and "Read timed out" in out.text
+    sb.reset()
+    assert json.loads(run(sb, "bump", by=5).text) == {"counter": 5}
+    deadline = time.monotonic() + 5
+    while any(t.name == "tool-slow_bump" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # let the abandoned call finish its late write
+    assert sb.state == {"slow": {"counter": 5}}
+
+
+def test_a_timed_out_call_leaves_no_trace_in_its_episode():
+    sb = Sandbox([SlowKit()], timeout_s=0.05)
+    assert run(sb, "slow_bump", seconds=0.2).category is C.TOOL_INSTABILITY
+    time.sleep(0.4)
+    assert sb.state == {"slow": {"counter": 0}}
+    assert json.loads(run(sb, "slow_bump", seconds=0.0).text) == {"counter": 1}  # a call in time does write
+
+
+def test_argument_checks_are_inside_the_time_limit():
+    sb = Sandbox([SlowKit()], timeout_s=0.1)
+    items = ["a"] * 1_000_000
+    t0 = time.perf_counter()
+    out = run(sb, "typed", n=1, x=1.0, flag=True, items=items)
+    elapsed = time.perf_counter() - t0
+    assert out.category is C.TOOL_INSTABILITY and "Read timed out. (read timeout=0.1)" in out.text
+    assert elapsed < 0.8, elapsed
+    assert run(Sandbox([SlowKit()], timeout_s=None), "typed", n=1, x=1.0, flag=True, items=items).category is C.ALL_RIGHT
+
+
+_HOSTILE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    | st.sampled_from([5000, -4400]).map(lambda digits: 10 ** abs(digits) * (1 if digits > 0 else -1))
+    | st.sampled_from(["\ud800", "x" * 10_000, b"\x00", object(), {1, 2}]),
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.sampled_from([*_NAMES, "echo", "typed"]), args=st.dictionaries(st.sampled_from(
+    ["city", "days", "amount", "numbers", "answer", "value", "n", "x", "flag", "items"]), _HOSTILE, max_size=4))
+def test_execute_never_raises_on_hostile_values(name, args):
+    sb = Sandbox([SlowKit(), *default_toolkits()], timeout_s=None)
+    out = sb.execute_outcome(ToolCall(name, args))
+    assert isinstance(out.text, str) and isinstance(out.category, C)
+    out.text.encode("utf-8")

@@ -9,7 +9,7 @@ import pytest
 from tl_lightning.data.feedback import classify_feedback
 from tl_lightning.data.schema import FeedbackCategory as C
 from tl_lightning.data.schema import Tool, ToolCall
-from tl_lightning.tools.sandbox import SchemaSimulator, tools_from_system_prompt
+from tl_lightning.tools.simulator import SchemaSimulator, tools_from_system_prompt
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,41 @@ def test_ask_to_user_gets_a_fixed_reply(advice):
     out = advice.execute_outcome(ToolCall("ask_to_user", {"question": "Which topic?"}))
     assert json.loads(out.text) == {"response": "Please continue with the information you have."}
     assert out.category is C.ALL_RIGHT and classify_feedback(out.text) is C.ALL_RIGHT
+
+
+# ------------------------------------------------------------- execute never raises (issue 15)
+_SPEC = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+    "n": {"type": "integer"}, "q": {"type": "string"}, "mode": {"type": "string", "enum": ["a", "b"]}}, "required": ["n"]}}}
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        ({"n": 10**5000}, "ValueError: Exceeds the limit (4300 digits)"),
+        ({"n": 1, "q": 10**5000}, "ValueError: Exceeds the limit (4300 digits)"),
+        ({"n": 1, "mode": 10**5000}, "ValueError: Exceeds the limit (4300 digits)"),
+        ({"n": 1, "q": float("nan")}, "ValueError: Out of range float values are not JSON compliant"),
+        ({"n": 1, "q": "\udcff"}, "ValueError: argument 'q' is not valid text"),
+    ],
+)
+def test_values_json_cannot_carry_are_call_failures(args, text):
+    sim = SchemaSimulator([_SPEC])
+    out = sim.execute_outcome(ToolCall("f", args))
+    assert out.text.startswith(text)
+    assert out.category is C.TOOL_CALL_FAILURE and classify_feedback(out.text) is C.TOOL_CALL_FAILURE
+    out = sim.execute_outcome(ToolCall("finish", {"answer": list(args.values())[-1]}))  # the bad value
+    assert out.category is C.TOOL_CALL_FAILURE and not sim.done
+
+
+@pytest.mark.parametrize("call", [None, "f(n=1)", {"name": "f", "arguments": {"n": 1}}])
+def test_a_non_toolcall_is_a_call_failure(call):
+    out = SchemaSimulator([_SPEC]).execute_outcome(call)
+    assert out.text.startswith("TypeError: a tool call must be a ToolCall")
+    assert out.category is C.TOOL_CALL_FAILURE and classify_feedback(out.text) is C.TOOL_CALL_FAILURE
+
+
+def test_a_broken_third_party_schema_is_feedback_not_a_crash():
+    spec = {"name": "g", "parameters": {"type": "object", "properties": {"x": {"type": "string", "enum": 5}}}}
+    out = SchemaSimulator([spec]).execute_outcome(ToolCall("g", {"x": "a"}))
+    assert out.category is C.OTHERS and classify_feedback(out.text) is C.OTHERS
+    assert json.loads(out.text) == {"error": "Internal server error (TypeError)"}

@@ -20,14 +20,16 @@ scoring mode type-checks against them (``meta["schema_dialect"] = "bfcl"``).
 from __future__ import annotations
 
 import ast
-import json
-import operator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tl_lightning.benchmarks.base import BenchmarkSet, read_cases
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
+from tl_lightning.data.records import RawRecord, iter_records
 from tl_lightning.data.schema import Message, Tool, ToolCall
+from tl_lightning.tools.literals import literal_value
 
 __all__ = ["EXEC_CATEGORIES", "AST_CATEGORIES", "read_bfcl", "parse_ground_truth_call"]
 
@@ -42,27 +44,6 @@ def _dotted_name(node: ast.expr) -> str:
     if isinstance(node, ast.Attribute):
         return f"{_dotted_name(node.value)}.{node.attr}"
     raise ValueError(f"call target is not a (dotted) name: {ast.dump(node)[:80]}")
-
-
-_ARITH = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-}
-
-
-def _literal(node: ast.expr) -> Any:
-    """A literal value, also folding number arithmetic (two exec ground truths write ``p=1/6``,
-    ``amount=500*500``); anything else (names, calls, attributes) is refused."""
-    if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
-        left, right = _literal(node.left), _literal(node.right)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
-            raise ValueError("arithmetic on non-numbers")
-        return _ARITH[type(node.op)](left, right)
-    return ast.literal_eval(node)
 
 
 def parse_ground_truth_call(text: str, tool: Tool | None = None) -> ToolCall:
@@ -85,14 +66,14 @@ def parse_ground_truth_call(text: str, tool: Tool | None = None) -> ToolCall:
             raise ValueError(f"ground truth has {len(call.args)} positional argument(s) that no schema order binds: {text[:120]!r}")
         for pname, node in zip(order, call.args, strict=False):
             try:
-                arguments[pname] = _literal(node)
+                arguments[pname] = literal_value(node)
             except (ValueError, SyntaxError, TypeError, ZeroDivisionError, RecursionError, MemoryError):
                 raise ValueError(f"positional argument {pname!r} is not a literal: {text[:120]!r}") from None
     for kw in call.keywords:
         if kw.arg is None:
             raise ValueError(f"ground truth uses **kwargs: {text[:120]!r}")
         try:
-            arguments[kw.arg] = _literal(kw.value)
+            arguments[kw.arg] = literal_value(kw.value)
         except (ValueError, SyntaxError, TypeError, ZeroDivisionError, RecursionError, MemoryError):
             raise ValueError(f"argument {kw.arg!r} is not a literal: {text[:120]!r}") from None
     return ToolCall(name=_dotted_name(call.func), arguments=arguments, raw=text)
@@ -145,19 +126,6 @@ def _gold_schema_problem(gold: list[list[ToolCall]], tools: list[Tool]) -> str |
     return None
 
 
-def _read_jsonl(file: Path) -> list[tuple[int, Any]]:
-    rows = []
-    with open(file, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((line_no, json.loads(line)))
-            except json.JSONDecodeError as e:
-                rows.append((line_no, TrajectoryFormatError(file, line_no, f"invalid JSON: {e}", record_kind="line")))
-    return rows
-
-
 def _category_files(path: Path, category: str | None) -> list[tuple[str, Path, Path | None, str]]:
     """(category, question file, answer file or None, layout) for each category found under ``path``."""
     if path.is_file():
@@ -193,84 +161,86 @@ def _classify_file(q: Path) -> tuple[str, Path, Path | None, str]:
     return q.stem.removeprefix(_PREFIX), q, answer if answer.is_file() else None, "ast"
 
 
-def read_bfcl(path: str | Path, strict: bool = True, category: str | None = None):
+def _question_to_case(
+    q: Any,
+    raw: RawRecord,
+    *,
+    category: str,
+    layout: str,
+    answer_file: Path | None,
+    answers: dict[str, tuple[int, Any]],
+    first_index: int,
+) -> EvalCase:
+    """One question record (and its answer, looked up by id) as a case; ``answer_file`` None: irrelevance."""
+    qid, messages, tools = _question_case(q)
+    if answer_file is None:
+        gold: list[list[ToolCall]] = []
+    else:
+        if qid not in answers:
+            raise ValueError(f"no answer with id {qid!r} in {answer_file.name}")
+        a_line, answer = answers[qid]
+        truth = answer.get("ground_truth")
+        if layout == "exec":
+            if not isinstance(truth, list) or not all(isinstance(t, str) for t in truth):
+                raise ValueError(f"{answer_file.name} line {a_line}: 'ground_truth' must be a list of call strings")
+            by_name = {t.name: t for t in tools}
+            gold = [[parse_ground_truth_call(t, by_name.get(t.split("(")[0].strip())) for t in truth]]
+        else:
+            gold = [_possible_answer_calls(truth)]
+    meta: dict[str, Any] = {"category": category, "layout": layout, "schema_dialect": "bfcl"}
+    if answer_file is None:
+        meta["irrelevance"] = True
+    problem = _gold_schema_problem(gold, tools)
+    if problem:
+        meta["unsolvable"] = True
+        meta["gold_problem"] = problem
+    if layout == "exec":
+        meta["execution_result_type"] = answers[qid][1].get("execution_result_type")
+    return EvalCase(
+        id=qid,
+        index=first_index + raw.ordinal,  # position in the set, counted over skipped records too
+        tools=tools,
+        messages=messages,
+        gold=gold,
+        scenario=category,
+        source_id=qid,
+        answer_style="exact" if layout == "exec" else "possible_values",
+        meta=meta,
+    )
+
+
+def read_bfcl(path: str | Path, strict: bool = True, category: str | None = None) -> BenchmarkSet:
     """Read BFCL question/answer files into ``EvalCase``s (scenario = category).
 
     ``path`` is a BFCL folder (either layout) or one question file; ``category`` picks one category
     (``simple``, ``exec_simple``, ``BFCL_v3_simple_python`` ...; default all, in BFCL's order).
     """
-    from tl_lightning.benchmarks.registry import BenchmarkSet
-
     path = Path(path)
     report = ReadReport(path=str(path))
     cases: list[EvalCase] = []
     unsolvable: list[str] = []
     notes: list[str] = []
-    index = -1
     for cat, qfile, afile, layout in _category_files(path, category):
-        questions = _read_jsonl(qfile)
-        report.n_records += len(questions)
-        answers: dict[str, tuple[int, Any]] = {}
-        irrelevance = afile is None
         if afile is None and "irrelevance" not in cat:
             raise TrajectoryFormatError(qfile, None, f"no answer file for category {cat!r} (expected possible_answer/{qfile.name})")
+        answers: dict[str, tuple[int, Any]] = {}
         if afile is not None:
             if not afile.is_file():
                 raise TrajectoryFormatError(afile, None, f"answer file for category {cat!r} not found")
-            for line_no, a in _read_jsonl(afile):
-                if isinstance(a, dict) and "id" in a:
-                    answers[str(a["id"])] = (line_no, a)
-        for line_no, q in questions:
-            index += 1  # position in the set, counted over skipped records too
-            try:
-                if isinstance(q, TrajectoryFormatError):
-                    raise q
-                qid, messages, tools = _question_case(q)
-                if irrelevance:
-                    gold: list[list[ToolCall]] = []
-                else:
-                    if qid not in answers:
-                        raise ValueError(f"no answer with id {qid!r} in {afile.name}")
-                    a_line, answer = answers[qid]
-                    truth = answer.get("ground_truth")
-                    if layout == "exec":
-                        if not isinstance(truth, list) or not all(isinstance(t, str) for t in truth):
-                            raise ValueError(f"{afile.name} line {a_line}: 'ground_truth' must be a list of call strings")
-                        by_name = {t.name: t for t in tools}
-                        gold = [[parse_ground_truth_call(t, by_name.get(t.split("(")[0].strip())) for t in truth]]
-                    else:
-                        gold = [_possible_answer_calls(truth)]
-            except (ValueError, KeyError, TypeError) as e:
-                err = e if isinstance(e, TrajectoryFormatError) else TrajectoryFormatError(qfile, line_no, str(e), record_kind="line")
-                if strict:
-                    raise err from None
-                report.skip(err)
-                continue
-            meta: dict[str, Any] = {"category": cat, "layout": layout, "schema_dialect": "bfcl"}
-            if irrelevance:
-                meta["irrelevance"] = True
-            problem = _gold_schema_problem(gold, tools)
-            if problem:
-                meta["unsolvable"] = True
-                meta["gold_problem"] = problem
-                unsolvable.append(qid)
-                notes.append(f"{qid}: {problem}")
-            if layout == "exec":
-                meta["execution_result_type"] = answers[qid][1].get("execution_result_type")
-            cases.append(
-                EvalCase(
-                    id=qid,
-                    index=index,
-                    tools=tools,
-                    messages=messages,
-                    gold=gold,
-                    scenario=cat,
-                    source_id=qid,
-                    answer_style="exact" if layout == "exec" else "possible_values",
-                    meta=meta,
-                )
-            )
-    report.n_read = len(cases)
+            # An answer line that does not decode leaves its question without an answer, which that
+            # question's record then reports.
+            for a in iter_records(afile, layout="lines"):
+                if isinstance(a.value, dict) and "id" in a.value:
+                    answers[str(a.value["id"])] = (a.number, a.value)
+        convert = partial(
+            _question_to_case, category=cat, layout=layout, answer_file=afile, answers=answers, first_index=report.n_records
+        )
+        found, report, _ = read_cases(qfile, convert, strict, layout="lines", report=report)
+        for case in found:
+            if "gold_problem" in case.meta:
+                unsolvable.append(case.id)
+                notes.append(f"{case.id}: {case.meta['gold_problem']}")
+        cases += found
     ids = [c.id for c in cases]
     if len(set(ids)) != len(ids):  # ids must be unique to align predictions by id
         for c in cases:

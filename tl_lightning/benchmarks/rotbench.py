@@ -14,20 +14,31 @@ tools, possibly with perturbed names, and are recorded in ``meta["skip_value_too
 value-compared) and ``meta["finish_tool"]`` (the official scorer accepts a plain ``finish`` for it);
 a few tool lists repeat a name (later duplicates are dropped from ``tools``, see ``meta``).
 ToolEyes uses the same system-prompt layout, so its reader reuses :func:`split_react_system`.
+
+The official scorer's ReAct slicing (:func:`official_react_slices`, :func:`rotbench_extract`) lives
+here once: gold answers are read with it, and the ``official`` scoring mode re-extracts predictions
+with it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tl_lightning.benchmarks.base import BenchmarkSet, read_cases
 from tl_lightning.data.cases import EvalCase
-from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
 from tl_lightning.data.schema import Message, Tool, ToolCall
 
-__all__ = ["LEVELS", "read_rotbench", "split_react_system", "parse_react_answer", "dedupe_tools"]
+__all__ = [
+    "LEVELS",
+    "dedupe_tools",
+    "official_react_slices",
+    "parse_react_answer",
+    "read_rotbench",
+    "rotbench_extract",
+    "split_react_system",
+]
 
 LEVELS = ("clean", "slight", "medium", "heavy", "union")
 SYSTEM_TAIL = "\n\nLet's Begin!"
@@ -70,20 +81,46 @@ def dedupe_tools(specs: list[dict[str, Any]]) -> tuple[list[Tool], list[str]]:
     return list(tools.values()), repeated
 
 
+def official_react_slices(text: str) -> tuple[str, str]:
+    """(action, action input text) sliced exactly as the RoTBench scorer does.
+
+    The action is ``text[find("Action:") + 8 : find("Action Input:")]`` minus one trailing newline
+    (the scorer strips exactly one, and crashes on ""); the input is everything after
+    ``find("Action Input:") + 14``. Missing markers are not checked: ``find`` returns -1 and the
+    slices are whatever the scorer would compare.
+    """
+    a, b = text.find("Action:"), text.find("Action Input:")
+    action = text[a + 8 : b]
+    if action.endswith("\n"):
+        action = action[:-1]
+    return action, text[b + 14 :]
+
+
+def rotbench_extract(text: str) -> tuple[str, Any]:
+    """(action, action_input) as the RoTBench scorer reads a ReAct output.
+
+    ``action_input`` is None where the scorer would return 0 (JSON error or a JSON string);
+    otherwise the decoded JSON value, which may be empty or a non-dict.
+    """
+    action, raw_input = official_react_slices(text)
+    try:
+        value = json.loads(raw_input)
+    except (ValueError, RecursionError):
+        return action, None
+    return action, (None if isinstance(value, str) else value)
+
+
 def parse_react_answer(text: str) -> ToolCall:
     """One gold answer ``"Thought: ...\\nAction: NAME\\nAction Input: {json}"`` as a call.
 
-    Slices exactly like the official scorer (the action is the text between ``"Action: "`` and
-    ``"Action Input:"`` minus one trailing newline) so that gold names match what it compares.
+    Sliced by :func:`official_react_slices`, so that gold names match what the scorer compares.
     """
     a, b = text.find("Action:"), text.find("Action Input:")
     if a < 0 or b < 0 or b < a:
         raise ValueError(f"gold answer has no 'Action:' / 'Action Input:' lines: {text[:120]!r}")
-    name = text[a + 8 : b]
-    if name.endswith("\n"):
-        name = name[:-1]
+    name, raw_input = official_react_slices(text)
     try:
-        arguments = json.loads(text[b + 14 :])
+        arguments = json.loads(raw_input)
     except json.JSONDecodeError as e:
         raise ValueError(f"gold Action Input is not valid JSON ({e}): {text[b:][:120]!r}") from None
     if not isinstance(arguments, dict):
@@ -147,45 +184,11 @@ def _resolve(path: str | Path, category: str | None) -> tuple[Path, str]:
     return path, level
 
 
-def read_rotbench(path: str | Path, strict: bool = True, category: str | None = None):
+def read_rotbench(path: str | Path, strict: bool = True, category: str | None = None) -> BenchmarkSet:
     """Read one RoTBench level into ``EvalCase``s (gold: every acceptable answer, one call each).
 
     ``path`` is a level file or the folder of level files (``category`` = level, default ``clean``).
     """
-    from tl_lightning.benchmarks.registry import BenchmarkSet
-
     file, level = _resolve(path, category)
-    cases, report, notes = read_json_cases(file, "RoTBench", lambda rec, i: _record_to_case(rec, i, level), strict)
+    cases, report, notes = read_cases(file, lambda rec, raw: _record_to_case(rec, raw.ordinal, level), strict)
     return BenchmarkSet(name=f"rotbench-{level}", cases=cases, report=report, notes=notes)
-
-
-def read_json_cases(file: Path, what: str, convert: Callable[[Any, int], Any], strict: bool) -> tuple[list, ReadReport, list[str]]:
-    """Convert every record of a JSON-array benchmark file with ``convert(record, index)``.
-
-    Strict mode raises :class:`TrajectoryFormatError` (file, 0-based index, problem) at the first bad record;
-    lenient mode skips and counts it in the report. ``notes`` lists records whose repeated tool names were
-    de-duplicated (``meta["duplicate_tools"]``).
-    """
-    try:
-        records = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise TrajectoryFormatError(file, None, f"cannot read {what} file: {e}") from None
-    if not isinstance(records, list):
-        raise TrajectoryFormatError(file, None, "expected a JSON list of records")
-    report = ReadReport(path=str(file), n_records=len(records))
-    items: list = []
-    notes: list[str] = []
-    for i, rec in enumerate(records):
-        try:
-            item = convert(rec, i)
-        except (ValueError, KeyError, TypeError) as e:
-            err = TrajectoryFormatError(file, i, str(e), record_kind="index")
-            if strict:
-                raise err from None
-            report.skip(err)
-            continue
-        if "duplicate_tools" in item.meta:
-            notes.append(f"{item.id}: repeated tool name(s) {item.meta['duplicate_tools']}; kept the first of each")
-        items.append(item)
-    report.n_read = len(items)
-    return items, report, notes

@@ -14,12 +14,14 @@ The kind is decided per record (a ``gold`` key means single-turn).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from tl_lightning.benchmarks.base import BenchmarkSet, read_cases
 from tl_lightning.data.cases import EvalCase, MultiTurnTask
-from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
+from tl_lightning.data.errors import TrajectoryFormatError
+from tl_lightning.data.paths import resolve_data_path
+from tl_lightning.data.records import RawRecord
 from tl_lightning.data.schema import Message, Tool, ToolCall
 
 __all__ = ["read_synthetic_cases", "resolve_synthetic_path"]
@@ -27,13 +29,17 @@ __all__ = ["read_synthetic_cases", "resolve_synthetic_path"]
 
 def resolve_synthetic_path(path: str | Path, category: str | None = None) -> Path:
     """``"quickstart"`` / ``"quickstart:test_multi"`` -> the generated file; a folder + category
-    (``single``/``multi``) -> ``test_<category>.jsonl`` in it; a file -> itself."""
-    text = str(path)
-    if text == "quickstart" or text.startswith("quickstart:"):
-        from tl_lightning.synthetic.generator import quickstart_path
+    (``single``/``multi``) -> ``test_<category>.jsonl`` in it; a file -> itself.
 
-        split = text.partition(":")[2] or f"test_{category or 'single'}"
-        return Path(quickstart_path(split))
+    Bare ``"quickstart"`` means a test split here (``test_<category>``, default single), not the
+    train split it names for training. Raises FileNotFoundError if the quick-start set has not been
+    generated (``tl_lightning.synthetic.ensure_quickstart_data()`` generates it).
+    """
+    text = str(path)
+    if text == "quickstart":
+        return resolve_data_path(f"quickstart:test_{category or 'single'}")
+    if text.startswith("quickstart:"):
+        return resolve_data_path(text)
     p = Path(path)
     if p.is_dir():
         return p / f"test_{category or 'single'}.jsonl"
@@ -78,34 +84,23 @@ def _record_to_case(rec: Any, index: int) -> EvalCase | MultiTurnTask:
     return MultiTurnTask(max_turns=int(rec.get("max_turns", 9)), environment="sandbox", meta=meta, **common)
 
 
-def read_synthetic_cases(path: str | Path, strict: bool = True, category: str | None = None):
+def read_synthetic_cases(path: str | Path, strict: bool = True, category: str | None = None) -> BenchmarkSet:
     """Read a quick-start test file (JSON Lines) into ``EvalCase``s or ``MultiTurnTask``s."""
-    from tl_lightning.benchmarks.registry import BenchmarkSet
-
     file = resolve_synthetic_path(path, category)
     if not file.is_file():
         raise TrajectoryFormatError(file, None, "synthetic test file not found")
-    report = ReadReport(path=str(file))
-    cases: list = []
     seen: set[str] = set()
-    with open(file, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            report.n_records += 1
-            try:
-                case = _record_to_case(json.loads(line), report.n_records - 1)
-                if case.id in seen:
-                    raise ValueError(f"duplicate id {case.id!r}")
-                if cases and type(case) is not type(cases[0]):
-                    raise ValueError("single-turn and multi-turn records mixed in one file")
-            except (ValueError, KeyError, TypeError) as e:
-                err = TrajectoryFormatError(file, line_no, str(e), record_kind="line")
-                if strict:
-                    raise err from None
-                report.skip(err)
-                continue
-            seen.add(case.id)
-            cases.append(case)
-    report.n_read = len(cases)
+    kinds: list[type] = []
+
+    def convert(rec: Any, raw: RawRecord) -> EvalCase | MultiTurnTask:
+        case = _record_to_case(rec, raw.ordinal)
+        if case.id in seen:
+            raise ValueError(f"duplicate id {case.id!r}")
+        if kinds and type(case) is not kinds[0]:
+            raise ValueError("single-turn and multi-turn records mixed in one file")
+        seen.add(case.id)
+        kinds.append(type(case))
+        return case
+
+    cases, report, _ = read_cases(file, convert, strict, layout="lines")
     return BenchmarkSet(name=f"synthetic-{file.stem}", cases=cases, report=report)

@@ -23,8 +23,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tl_lightning.benchmarks.base import BenchmarkSet
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
+from tl_lightning.data.records import BAD_JSON, describe_exception, iter_records
 from tl_lightning.data.schema import Message, Tool, ToolCall
 
 __all__ = ["read_toolalpaca", "parse_function_description", "repair_repeated_key"]
@@ -92,41 +94,43 @@ def _resolve(path: str | Path) -> Path:
     return path / "eval_real.json" if path.is_dir() else path
 
 
-def read_toolalpaca(path: str | Path, strict: bool = True, category: str | None = None, repair: bool = False):
+def read_toolalpaca(
+    path: str | Path, strict: bool = True, category: str | None = None, repair: bool = False
+) -> BenchmarkSet:
     """Read ToolAlpaca ``eval_real.json`` into 114 ``EvalCase``s (gold = the first gold step).
 
     ``category`` (an API name) keeps only that API's instructions. Scenario = the API's Category.
+    A record here is an API entry, which holds several cases: a bad entry skips all of them (one
+    skipped record if the entry did not even decode).
     """
-    from tl_lightning.benchmarks.registry import BenchmarkSet
-
     file = _resolve(path)
-    try:
-        apis = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise TrajectoryFormatError(file, None, f"cannot read ToolAlpaca file: {e}") from None
-    if not isinstance(apis, list):
-        raise TrajectoryFormatError(file, None, "expected a JSON list of API objects")
     report = ReadReport(path=str(file))
     cases: list[EvalCase] = []
     repaired: dict[str, str] = {}
     unsolvable: list[str] = []
     notes: list[str] = []
     index = -1
-    for a, api in enumerate(apis):
+    for raw in iter_records(file, layout="array"):
+        a, api = raw.number, raw.value
         api_name = api.get("Name", f"#{a}") if isinstance(api, dict) else f"#{a}"
         try:
+            if raw.error is not None:
+                raise ValueError(f"{BAD_JSON}: {raw.error}")
             if not isinstance(api, dict):
                 raise ValueError("API entry is not an object")
             fd = api["Function_Description"]
             tools = [parse_function_description(n, t) for n, t in fd.items() if n not in _NOT_TOOLS]
             instructions, answers = api["Instructions"], api["Golden_Answers"]
+            if not isinstance(instructions, list) or not isinstance(answers, list):
+                raise ValueError("'Instructions' and 'Golden_Answers' must be lists")
             if len(instructions) != len(answers):
                 raise ValueError(f"{len(instructions)} instructions but {len(answers)} gold answers")
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            err = TrajectoryFormatError(file, f"{api_name!r} (entry {a})", str(e), record_kind="API")
+        except Exception as e:  # any failure inside one entry is that entry's problem
+            err = TrajectoryFormatError(file, f"{api_name!r} (entry {a})", describe_exception(e), record_kind="API")
             if strict:
-                raise err from None
-            n = len(api.get("Instructions", [])) if isinstance(api, dict) else 0
+                raise err from e
+            instructions = api.get("Instructions") if isinstance(api, dict) else None
+            n = len(instructions) if isinstance(instructions, list) else 1
             report.n_records += n
             for _ in range(n):
                 index += 1
@@ -143,7 +147,7 @@ def read_toolalpaca(path: str | Path, strict: bool = True, category: str | None 
                 raw_input = first["Action_Input"]
                 try:
                     arguments = json.loads(raw_input) if raw_input.strip() else {}
-                except json.JSONDecodeError as e:
+                except json.JSONDecodeError as e:  # a RecursionError or digit-limit ValueError is not repairable
                     fixed = repair_repeated_key(raw_input) if repair else None
                     if fixed is None:
                         raise ValueError(f"gold Action_Input is not valid JSON ({e}): {raw_input!r}") from None
@@ -152,10 +156,10 @@ def read_toolalpaca(path: str | Path, strict: bool = True, category: str | None 
                 if not isinstance(arguments, dict):
                     raise ValueError(f"gold Action_Input is not a JSON object: {raw_input!r}")
                 call = ToolCall(name=first["Action"], arguments=arguments, raw=raw_input)
-            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
-                err = TrajectoryFormatError(file, where, str(e), record_kind="API")
+            except Exception as e:  # any failure inside one case is that case's problem
+                err = TrajectoryFormatError(file, where, describe_exception(e), record_kind="API")
                 if strict:
-                    raise err from None
+                    raise err from e
                 report.skip(err, kind="invalid gold Action_Input")
                 continue
             meta: dict[str, Any] = {"api": api_name, "instruction_index": j, "n_gold_steps": len(steps)}

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tl_lightning.benchmarks.base import BenchmarkSet, read_cases
+from tl_lightning.benchmarks.rotbench import dedupe_tools, split_react_system
 from tl_lightning.data.cases import MultiTurnTask
-from tl_lightning.benchmarks.rotbench import dedupe_tools, read_json_cases, split_react_system
 from tl_lightning.data.schema import Message
 
 __all__ = ["read_tooleyes"]
@@ -47,14 +48,14 @@ def _record_to_task(rec, index: int, max_turns: int) -> MultiTurnTask:
     )
 
 
-def read_tooleyes(path: str | Path, strict: bool = True, category: str | None = None, max_turns: int = 9):
+def read_tooleyes(
+    path: str | Path, strict: bool = True, category: str | None = None, max_turns: int = 9
+) -> BenchmarkSet:
     """Read ToolEyes tasks (``tooleyes_zero_shot.json`` or its folder); ``category`` keeps one scenario."""
-    from tl_lightning.benchmarks.registry import BenchmarkSet
-
     file = Path(path)
     if file.is_dir():
         file = file / "tooleyes_zero_shot.json"
-    tasks, report, notes = read_json_cases(file, "ToolEyes", lambda rec, i: _record_to_task(rec, i, max_turns), strict)
+    tasks, report, notes = read_cases(file, lambda rec, raw: _record_to_task(rec, raw.ordinal, max_turns), strict)
     if category is not None:
         tasks = [t for t in tasks if t.scenario == category]
     return BenchmarkSet(name="tooleyes", cases=tasks, report=report, notes=notes)

@@ -30,25 +30,16 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from tl_lightning.data.batch import EncodedTrajectory, collate_encoded
-from tl_lightning.data.encode import TrajectoryTooLong, encode_trajectories, step_is_error
+from tl_lightning.data.encode import TrajectoryTooLong, encode_trajectories
+from tl_lightning.data.feedback import resolved_category, step_is_error
+from tl_lightning.data.paths import cache_root, resolve_data_path
 from tl_lightning.data.sampling import EpochLengthGroupedSampler, EpochRandomSampler, ResumableDataLoader
-from tl_lightning.data.schema import FeedbackCategory, Step
+from tl_lightning.data.schema import FeedbackCategory
 from tl_lightning.data.templates import get_template
 
-__all__ = ["DataReport", "EncodedDataset", "ToolTrajectoryDataModule", "encode_file", "resolve_data_path"]
+__all__ = ["DataReport", "EncodedDataset", "ToolTrajectoryDataModule", "encode_file"]
 
 SPLITS = ("train", "val", "test")
-
-
-def resolve_data_path(path: str | os.PathLike) -> Path:
-    """A file path, or ``"quickstart"`` / ``"quickstart:<split>"`` for the generated quick-start data."""
-    text = str(path)
-    if text == "quickstart" or text.startswith("quickstart:"):
-        # Imported only when asked: it generates the data set on first use.
-        from tl_lightning.synthetic.generator import quickstart_path
-
-        return Path(quickstart_path(text.partition(":")[2] or "train"))
-    return Path(path)
 
 
 @dataclass
@@ -124,14 +115,6 @@ class EncodedDataset(Dataset):
         return {"flat": self.flat, "offsets": self.offsets, "ids": self.ids, "num_steps": self.num_steps, "truncated": self.truncated}
 
 
-def _category(step: Step) -> FeedbackCategory | None:
-    if step.category is None and step.feedback:
-        from tl_lightning.data.feedback import step_category
-
-        return step_category(step.feedback)
-    return step.category
-
-
 def encode_file(
     path: str | os.PathLike,
     tokenizer,
@@ -168,7 +151,7 @@ def encode_file(
         for step in kept:
             if step_is_error(step, cats):
                 errors_by = report.erroneous_steps
-                name = str(_category(step))
+                name = str(resolved_category(step))
                 errors_by[name] = errors_by.get(name, 0) + 1
         report.key_tokens += int((enc.key_mask & (enc.step_ids < len(traj.steps))).sum())
         report.tokens += len(enc)
@@ -259,8 +242,7 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
         self.error_categories = error_categories
         self.template = get_template(template, **(template_kwargs or {}))  # fails fast on an unknown name
         self.cache = cache
-        root = os.environ.get("TL_LIGHTNING_CACHE") or Path.home() / ".cache" / "tl_lightning"
-        self.cache_dir = Path(cache_dir) if cache_dir else Path(root) / "encoded"
+        self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "encoded"
         self.pad_to_multiple_of = pad_to_multiple_of
         if isinstance(tokenizer, str):
             from tl_lightning.tokenization import load_tokenizer
@@ -361,13 +343,16 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
         if not shuffle:
             return DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **workers)
         seed = self.hparams.seed if self.hparams.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        # The samplers shard by rank themselves (Lightning leaves a DistributedSampler in place).
+        trainer = self.trainer
+        shard = {"num_replicas": trainer.world_size, "rank": trainer.global_rank} if trainer is not None else {}
         if self.hparams.group_by_length:
             # Trajectory lengths vary several-fold; batching similar lengths together cuts the padding a
             # step computes on (about half the tokens of a random batch of the quick-start data).
             lengths = (dataset.offsets[1:] - dataset.offsets[:-1]).tolist()
-            sampler = EpochLengthGroupedSampler(lengths, batch_size, seed=seed)
+            sampler = EpochLengthGroupedSampler(lengths, batch_size, seed=seed, **shard)
         else:
-            sampler = EpochRandomSampler(dataset, seed=seed)
+            sampler = EpochRandomSampler(dataset, seed=seed, **shard)
         return ResumableDataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, **workers)
 
     def train_dataloader(self) -> DataLoader:

@@ -15,7 +15,7 @@ Rules (one per segment kind):
   the step index (final answer = ``len(traj.steps)``), -1 elsewhere.
 - ``error_mask``: supervised tokens of steps whose category is an error (by default every
   category except ``all_right``; ``error_categories`` narrows it). A step with feedback but no
-  category is classified with :func:`tl_lightning.data.feedback.step_category`.
+  category is classified from its feedback (:func:`tl_lightning.data.feedback.step_is_error`).
 - ``key_mask`` (DESIGN.md §1, PKT): for each supervised call, (a) the token holding the name's
   first character; (b) for every *other* tool name shown by the template that shares a
   non-empty prefix with the called name, the token holding the first differing character of
@@ -33,24 +33,23 @@ Rules (one per segment kind):
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from tl_lightning.data.batch import IGNORE_INDEX, EncodedTrajectory
-from tl_lightning.data.schema import FeedbackCategory, Step, Trajectory
-from tl_lightning.data.templates import Rendered, Template, TemplateError, get_template
+from tl_lightning.data.feedback import step_is_error
+from tl_lightning.data.schema import FeedbackCategory, Trajectory
+from tl_lightning.data.template_base import Rendered, Template, TemplateError
+from tl_lightning.data.templates import get_template
+from tl_lightning.tokenization import require_fast, tokenize_batch_with_offsets, tokenize_with_offsets
 
 __all__ = [
     "EncodeError",
     "TrajectoryTooLong",
     "encode_trajectories",
     "encode_trajectory",
-    "step_is_error",
-    "tokenize_batch_with_offsets",
-    "tokenize_with_offsets",
     "token_spans",
 ]
 
@@ -65,76 +64,6 @@ class TrajectoryTooLong(EncodeError):
     def __init__(self, traj_id: str, needed: int, max_length: int):
         self.traj_id, self.needed, self.max_length = traj_id, needed, max_length
         super().__init__(f"trajectory {traj_id}: its first supervised step ends at token {needed} > max_length={max_length}")
-
-
-_BOS_PREFIX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _bos_prefix(tokenizer) -> list[int]:
-    """Ids the tokenizer itself puts before a text (its BOS convention), found by comparing encodings."""
-    try:
-        return _BOS_PREFIX[tokenizer]
-    except (KeyError, TypeError):
-        pass
-    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a", add_special_tokens=True)["input_ids"]
-    prefix = []
-    for n in range(len(full) - len(bare) + 1):
-        if full[n : n + len(bare)] == bare:
-            prefix = list(full[:n])
-            break
-    try:
-        _BOS_PREFIX[tokenizer] = prefix
-    except TypeError:
-        pass
-    return prefix
-
-
-def _check_fast(tokenizer) -> None:
-    if not getattr(tokenizer, "is_fast", False):
-        raise TypeError(
-            f"{type(tokenizer).__name__} is a slow tokenizer; encoding needs a fast tokenizer's offset mapping "
-            "(load it with use_fast=True or tl_lightning.tokenization.load_tokenizer)"
-        )
-
-
-def tokenize_batch_with_offsets(texts: list[str], tokenizer) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`tokenize_with_offsets` of several texts in one call (the Rust tokenizer runs them in parallel)."""
-    _check_fast(tokenizer)
-    if not texts:
-        return []
-    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    prefix = _bos_prefix(tokenizer)
-    out = []
-    for ids, offs in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
-        ids = np.asarray(ids, dtype=np.int64)
-        offsets = np.asarray(offs, dtype=np.int64).reshape(-1, 2)
-        if prefix and ids[: len(prefix)].tolist() != prefix:
-            ids = np.concatenate([np.asarray(prefix, dtype=np.int64), ids])
-            offsets = np.concatenate([np.zeros((len(prefix), 2), dtype=np.int64), offsets])
-        out.append((ids, offsets))
-    return out
-
-
-def tokenize_with_offsets(text: str, tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids ``[L]`` and character offsets ``[L, 2]`` of ``text``, with the tokenizer's BOS convention.
-
-    The tokenizer's special-token prefix (e.g. LLaMA's ``<s>``) is prepended with zero-width
-    offsets, unless the text already starts with it (chat templates often write it themselves).
-    """
-    return tokenize_batch_with_offsets([text], tokenizer)[0]
-
-
-def step_is_error(step: Step, error_categories: frozenset[FeedbackCategory] | None = None) -> bool:
-    """Whether MAE treats the step as erroneous (its category, classified from feedback if unset)."""
-    category = step.category
-    if category is None and step.feedback:
-        from tl_lightning.data.feedback import step_category
-
-        category = step_category(step.feedback)
-    if category is None:
-        return False
-    return category.is_error if error_categories is None else category in error_categories
 
 
 def _key_char_positions(rendered: Rendered, seg_start: np.ndarray, seg_end: np.ndarray) -> list[int]:
@@ -165,7 +94,7 @@ def encode_trajectory(
     Raises :class:`TrajectoryTooLong` when the first supervised step does not fit in
     ``max_length`` and :class:`EncodeError` when nothing is supervised.
     """
-    _check_fast(tokenizer)
+    require_fast(tokenizer)
     template = get_template(template)
     cats = None if error_categories is None else frozenset(FeedbackCategory(c) for c in error_categories)
     rendered = _render_checked(traj, tokenizer, template)
@@ -186,7 +115,7 @@ def encode_trajectories(
     Yields, in order, one result per trajectory: the encoding, or the :class:`EncodeError` /
     :class:`TemplateError` that trajectory raised (so a caller can skip and count it).
     """
-    _check_fast(tokenizer)
+    require_fast(tokenizer)
     template = get_template(template)
     cats = None if error_categories is None else frozenset(FeedbackCategory(c) for c in error_categories)
     trajs = list(trajs)

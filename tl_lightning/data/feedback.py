@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from tl_lightning.data.schema import FeedbackCategory
+from tl_lightning.data.schema import FeedbackCategory, Step
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -40,7 +40,9 @@ __all__ = [
     "classify_feedback",
     "default_classifier",
     "normalize_feedback",
+    "resolved_category",
     "step_category",
+    "step_is_error",
 ]
 
 #: The packaged default rules.
@@ -179,10 +181,6 @@ class FeedbackClassifier:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def default(cls) -> FeedbackClassifier:
-        return default_classifier()
-
-    @classmethod
     def from_dict(cls, spec: Mapping[str, Any], source: str = "<dict>") -> FeedbackClassifier:
         """Build from the YAML structure; ``extends: default`` prepends these rules to the defaults."""
         if not isinstance(spec, Mapping):
@@ -245,9 +243,6 @@ class FeedbackClassifier:
     def __call__(self, text: str) -> FeedbackCategory:
         return self.explain(text).category
 
-    def classify(self, text: str) -> FeedbackCategory:
-        return self.explain(text).category
-
     def _first_match(self, text: str) -> FeedbackRule | None:
         normalized = normalize_feedback(text)
         return next((r for r in self.rules if r.matches(text, normalized)), None)
@@ -266,6 +261,8 @@ def _parse_structured(text: str) -> Any:
         return json.loads(s)
     except ValueError:
         pass
+    except RecursionError:  # nested deeper than the JSON decoder goes: no error object is that deep
+        return None
     if s[0] in "{[":
         try:
             value = ast.literal_eval(s)
@@ -304,3 +301,23 @@ def step_category(
         if category.is_error:
             return category
     return FeedbackCategory.ALL_RIGHT
+
+
+def resolved_category(step: Step) -> FeedbackCategory | None:
+    """A step's category: the one it carries, else the one its feedback classifies as (default rules).
+
+    None for a step with no category and no feedback (an unexecuted target step). Readers set the
+    category; this covers steps built in code, so that encoding and data reports agree with them.
+    """
+    if step.category is None and step.feedback:
+        return step_category(step.feedback)
+    return step.category
+
+
+def step_is_error(step: Step, error_categories: frozenset[FeedbackCategory] | None = None) -> bool:
+    """Whether MAE treats the step as erroneous: its :func:`resolved_category` is an error, or with
+    ``error_categories``, one of those."""
+    category = resolved_category(step)
+    if category is None:
+        return False
+    return category.is_error if error_categories is None else category in error_categories

@@ -15,16 +15,17 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from tl_lightning.data.paths import resolve_data_path
 from tl_lightning.data.schema import FeedbackCategory, Tool, ToolCall, Trajectory
+from tl_lightning.data.template_base import Template
 
-__all__ = ["PromptDataModule", "PromptRecord", "PromptReport", "build_prompts", "resolve_data_path"]
+__all__ = ["PromptDataModule", "PromptRecord", "PromptReport", "build_prompts"]
 
 logger = logging.getLogger("tl_lightning.data.prompts")
 
@@ -67,20 +68,9 @@ class PromptReport:
         return f"{self.n_prompts} prompts from {self.n_steps} steps of {self.n_trajectories} trajectories (skipped: {why})"
 
 
-def _shown_tools(template: Any, traj: Trajectory) -> list[Tool]:
-    from tl_lightning.data.schema import FINISH_TOOL
-    from tl_lightning.data.schema import finish_tool
-
-    tools = list(traj.tools)
-    # The python_doc/react templates list a finish tool the data may lack; the model sees it, so it is real.
-    if getattr(template, "add_finish_tool", False) and traj.tool(FINISH_TOOL) is None:
-        tools.append(finish_tool())
-    return tools
-
-
 def build_prompts(
     trajectories: Iterable[Trajectory],
-    template: Any,
+    template: Template,
     tokenizer: PreTrainedTokenizerBase,
     categories: Sequence[FeedbackCategory | str] = (FeedbackCategory.ALL_RIGHT,),
     max_per_trajectory: int | None = None,
@@ -116,24 +106,13 @@ def build_prompts(
                 continue
             records.append(
                 PromptRecord(
-                    id=context.id, text=text, context=context, gold=list(step.calls), tools=_shown_tools(template, traj),
+                    id=context.id, text=text, context=context, gold=list(step.calls), tools=template.shown_tools(traj),
                     step_index=i, call_format=template.call_format, end_of_turn=eot, meta={"trajectory_id": traj.id},
                 )
             )
             taken += 1
     report.n_prompts = len(records)
     return records, report
-
-
-def resolve_data_path(path: str | Path) -> Path:
-    """``"quickstart"`` / ``"quickstart:<split>"`` -> the generated quick-start file; other paths pass through."""
-    text = str(path)
-    if text == "quickstart" or text.startswith("quickstart:"):
-        from tl_lightning.synthetic.generator import quickstart_path
-
-        split = text.partition(":")[2] or "train"
-        return Path(quickstart_path(split))
-    return Path(path)
 
 
 def _collate(records: list[PromptRecord]) -> list[PromptRecord]:
@@ -172,7 +151,7 @@ class PromptDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         from tl_lightning.data.templates import get_template
-        from tl_lightning.models import resolve_tokenizer
+        from tl_lightning.tokenization import resolve_tokenizer
 
         self.save_hyperparameters(ignore=["tokenizer"])
         self.tokenizer = resolve_tokenizer(tokenizer)

@@ -90,7 +90,12 @@ class Tool:
         _check(isinstance(fn, dict), f"tool spec must be an object, got {type(spec).__name__}")
         _check("name" in fn, f"tool spec has no 'name': {json.dumps(spec)[:200]}")
         params = fn.get("parameters") or {"type": "object", "properties": {}}
-        required = fn.get("required", params.get("required", ()))
+        required = fn.get("required", params.get("required", ()) if isinstance(params, dict) else ())
+        # A string would otherwise be taken apart into one-letter names ("symbol" -> s, y, m, ...).
+        _check(
+            required is None or isinstance(required, (list, tuple)),
+            f"tool {fn['name']!r}: required must be a list of parameter names, got {required!r:.80}",
+        )
         return cls(
             name=fn["name"],
             description=fn.get("description", "") or "",
@@ -145,7 +150,7 @@ class Step:
     ``feedback`` holds one string per call (the tool's reply). It is empty only for a step whose
     calls have not been executed yet (an evaluation or RL prompt's target). ``category`` is the
     step's feedback category: the first error category among its calls, else ``all_right``;
-    readers fill it with :func:`tl_lightning.data.classify_feedback`.
+    readers fill it with :func:`tl_lightning.data.feedback.step_category`.
     """
 
     calls: list[ToolCall]

@@ -20,12 +20,10 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from tl_lightning.benchmarks import BenchmarkSet, load_benchmark
+from tl_lightning.data.paths import is_quickstart
+from tl_lightning.synthetic import ensure_quickstart_data
 
 __all__ = ["BenchmarkDataModule"]
-
-
-def _as_list(batch: list[Any]) -> list[Any]:
-    return list(batch)
 
 
 class BenchmarkDataModule(LightningDataModule):
@@ -58,7 +56,7 @@ class BenchmarkDataModule(LightningDataModule):
         self.benchmark_name, self.path, self.category = benchmark, path, category
         self.batch_size, self.limit, self.strict, self.repair, self.num_workers = batch_size, limit, strict, repair, num_workers
         if isinstance(tokenizer, str):
-            from tl_lightning.models import resolve_tokenizer
+            from tl_lightning.tokenization import resolve_tokenizer
 
             tokenizer = resolve_tokenizer(tokenizer)
         self.tokenizer = tokenizer
@@ -69,6 +67,8 @@ class BenchmarkDataModule(LightningDataModule):
         """Read the set (once) and apply ``limit``."""
         if self.benchmark is None:
             options = {"repair": self.repair} if self.benchmark_name == "toolalpaca" else {}
+            if is_quickstart(self.path):
+                ensure_quickstart_data()
             bench = load_benchmark(self.benchmark_name, self.path, strict=self.strict, category=self.category, **options)
             if self.limit is not None:
                 bench.cases = bench.cases[: self.limit]
@@ -88,7 +88,7 @@ class BenchmarkDataModule(LightningDataModule):
     def _loader(self) -> DataLoader:
         if not self._items:
             self.setup()
-        return DataLoader(self._items, batch_size=self.batch_size, shuffle=False, collate_fn=_as_list, num_workers=self.num_workers)
+        return DataLoader(self._items, batch_size=self.batch_size, shuffle=False, collate_fn=list, num_workers=self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader()

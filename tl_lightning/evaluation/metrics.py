@@ -1,7 +1,13 @@
 """Torchmetrics for tool use: single-turn TS/PI/CF and multi-turn DE/CE/VA (DESIGN.md §1).
 
 Both keep only sum-reduced count tensors, so they sync across DDP processes by summation and give
-the same numbers on 1 or N processes. The per-case maths lives in :mod:`tl_lightning.evaluation.scoring`.
+the same numbers on 1 or N processes. The per-case maths lives in :mod:`tl_lightning.evaluation.scoring`
+(:func:`~tl_lightning.evaluation.scoring.judge_case`) and the per-call DE/CE rule in
+:func:`tl_lightning.evaluation.multiturn.count_call_errors`, which the report uses too.
+
+A rate over nothing (no cases, no calls, an empty scenario) is 0.0, not NaN, as in ``report.json``:
+the report must stay strict JSON (NaN is not JSON) and its published numbers use 0.0, and the count
+logged next to each rate (``n``, ``calls``) tells an empty set from a 0% one.
 
 Use one object per stage and log the dict from ``compute()``::
 
@@ -13,26 +19,24 @@ Use one object per stage and log the dict from ``compute()``::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torchmetrics import Metric
 
 from tl_lightning.data.cases import EvalCase
-from tl_lightning.data.schema import FeedbackCategory
+from tl_lightning.evaluation.multiturn import EpisodeResult
+from tl_lightning.evaluation.scoring import SCORING_MODES, Prediction, judge_case
 from tl_lightning.rewards import RewardCategory
-from tl_lightning.evaluation.scoring import SCORING_MODES, Prediction, case_category, score_case
 
-__all__ = ["DE_CATEGORIES", "EpisodeRecord", "MultiTurnErrorRates", "ToolCallAccuracy"]
+__all__ = ["MultiTurnErrorRates", "ToolCallAccuracy"]
 
 _LEVELS = ("TS", "PI", "CF")
 _CATEGORIES = list(RewardCategory)
 
 
 def _percent(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """100 * num / den in float64; NaN where den is 0 (no cases is not 0% correct)."""
-    den = den.to(torch.float64)
-    return torch.where(den > 0, 100.0 * num.to(torch.float64) / den.clamp(min=1), torch.full_like(den, float("nan")))
+    """100 * num / den in float64, elementwise; 0.0 where den is 0 (see the module docstring)."""
+    return 100.0 * num.to(torch.float64) / den.to(torch.float64).clamp(min=1)
 
 
 class ToolCallAccuracy(Metric):
@@ -84,10 +88,11 @@ class ToolCallAccuracy(Metric):
         scen_total = torch.zeros_like(self.scenario_total, device="cpu")
         cats = torch.zeros(len(_CATEGORIES), dtype=torch.long)
         for pred, case in zip(preds, cases, strict=True):
-            verdict = score_case(pred, case, self.mode)
+            judged = judge_case(pred, case, self.mode)  # an unscoreable output is a format error, never fatal
+            verdict = judged.verdict
             row = torch.tensor([verdict.TS, verdict.PI, verdict.CF], dtype=torch.long)
             correct += row
-            cats[_CATEGORIES.index(case_category(pred, case, verdict))] += 1
+            cats[_CATEGORIES.index(judged.category)] += 1
             if case.scenario and self.scenarios:
                 if case.scenario not in self._scenario_index:
                     raise ValueError(
@@ -119,40 +124,11 @@ class ToolCallAccuracy(Metric):
         return out
 
 
-#: Feedback categories that count as documentation-understanding errors (DE).
-DE_CATEGORIES = frozenset(
-    {FeedbackCategory.TOOL_HALLUCINATION, FeedbackCategory.PARAMETER_HALLUCINATION, FeedbackCategory.PARAMETER_MISSING}
-)
-
-
-@dataclass(frozen=True)
-class EpisodeRecord:
-    """One multi-turn task's outcome: ``num_calls`` calls made (an unparseable turn counts as one
-    call), ``de_calls`` of them DE errors, ``ce_calls`` other failed calls, and whether the model
-    itself ended with ``finish`` within the turn limit."""
-
-    num_calls: int
-    de_calls: int
-    ce_calls: int
-    finished: bool
-
-    def __post_init__(self) -> None:
-        if min(self.num_calls, self.de_calls, self.ce_calls) < 0 or self.de_calls + self.ce_calls > self.num_calls:
-            raise ValueError(f"inconsistent episode counts: {self}")
-
-    @classmethod
-    def from_categories(cls, categories: Iterable[FeedbackCategory | str | None], finished: bool) -> EpisodeRecord:
-        """Count one feedback category per call; ``None`` is a turn whose output had no parseable
-        call (a format error: CE). DE: tool hallucination, parameter hallucination, missing
-        parameter. CE: every other error, tool instability included (a failed execution)."""
-        cats = [None if c is None else FeedbackCategory(c) for c in categories]
-        de = sum(c in DE_CATEGORIES for c in cats)
-        ce = sum(c is None or (c.is_error and c not in DE_CATEGORIES) for c in cats)
-        return cls(num_calls=len(cats), de_calls=de, ce_calls=ce, finished=finished)
-
-
 class MultiTurnErrorRates(Metric):
     """DE and CE in percent of all calls, VA in percent of tasks (DESIGN.md §1).
+
+    ``update`` takes :class:`~tl_lightning.evaluation.multiturn.EpisodeResult` records, whose calls
+    are counted by :func:`~tl_lightning.evaluation.multiturn.count_call_errors`, as in the report.
 
     States (summed across processes): ``calls``, ``de_calls``, ``ce_calls``, ``tasks``, ``finished``.
     ``compute()`` returns ``DE``, ``CE``, ``VA`` and ``n`` (tasks), ``calls``.
@@ -166,12 +142,12 @@ class MultiTurnErrorRates(Metric):
         for name in ("calls", "de_calls", "ce_calls", "tasks", "finished"):
             self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, records: Sequence[EpisodeRecord]) -> None:
-        self.calls += sum(r.num_calls for r in records)
-        self.de_calls += sum(r.de_calls for r in records)
-        self.ce_calls += sum(r.ce_calls for r in records)
-        self.tasks += len(records)
-        self.finished += sum(bool(r.finished) for r in records)
+    def update(self, results: Sequence[EpisodeResult]) -> None:
+        self.calls += sum(r.n_calls for r in results)
+        self.de_calls += sum(r.n_de for r in results)
+        self.ce_calls += sum(r.n_ce for r in results)
+        self.tasks += len(results)
+        self.finished += sum(bool(r.finished) for r in results)
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {

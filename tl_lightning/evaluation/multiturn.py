@@ -8,7 +8,7 @@ the prompts of many tasks and ``score`` can replay recorded outputs through the 
         ep.step(model(ep.trajectory()))      # a Trajectory: the task plus the steps so far
     ep.result()                               # EpisodeResult: calls, categories, finished
 
-Calls are executed by the task's environment: :class:`~tl_lightning.tools.sandbox.SchemaSimulator`
+Calls are executed by the task's environment: :class:`~tl_lightning.tools.simulator.SchemaSimulator`
 over the task's tools (``environment="schema"``, ToolEyes) or a
 :class:`~tl_lightning.tools.sandbox.Sandbox` over the named toolkits (``"sandbox"``, the synthetic
 set). Each call's category is the environment's own verdict on it (its ground truth); feedback
@@ -17,17 +17,23 @@ recorded in a trace file is classified with the taxonomy classifier instead.
 Rules (DESIGN.md §1, ToolEyes): an episode ends when the model calls ``finish`` (valid answer) or
 after ``max_turns`` model turns. An output with no parseable call counts as one failed call of
 category ``format_error`` (a CE) and ends the episode: greedy decoding of an unchanged prompt would
-only repeat it.
+only repeat it. So does a call that cannot be executed at all (a pathological value the environment
+raises on): one bad output is that task's format error, never the end of a run.
+
+DE and CE are counted per call by :func:`count_call_errors`, the one rule both the report and the
+:class:`~tl_lightning.evaluation.metrics.MultiTurnErrorRates` torchmetric use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tl_lightning.data.cases import MultiTurnTask
 from tl_lightning.data.schema import FINISH_TOOL, FeedbackCategory, Step, Trajectory
-from tl_lightning.tools.calls import parse_calls
+from tl_lightning.evaluation.scoring import MODEL_OUTPUT_ERRORS, format_error, parse_output
+from tl_lightning.tools.tasks import check_success
 
 __all__ = [
     "DE_CATEGORIES",
@@ -35,20 +41,39 @@ __all__ = [
     "Episode",
     "EpisodeResult",
     "TurnRecord",
+    "count_call_errors",
     "make_environment",
 ]
 
-#: Documentation-understanding errors (DE); every other failed call is a CE.
+#: Documentation-understanding errors (DE): the model misread the tool documentation.
 DE_CATEGORIES = frozenset(
-    {FeedbackCategory.TOOL_HALLUCINATION.value, FeedbackCategory.PARAMETER_HALLUCINATION.value, FeedbackCategory.PARAMETER_MISSING.value}
+    {FeedbackCategory.TOOL_HALLUCINATION, FeedbackCategory.PARAMETER_HALLUCINATION, FeedbackCategory.PARAMETER_MISSING}
 )
-#: The category of a model turn with no parseable call.
+#: The category of a model turn with no parseable call, or of a call that could not be executed.
 FORMAT_ERROR = "format_error"
+
+
+def count_call_errors(categories: Iterable[str]) -> tuple[int, int]:
+    """(DE, CE) among per-call categories (:class:`FeedbackCategory` values or ``format_error``).
+
+    DE: tool hallucination, parameter hallucination, missing parameter. CE: every other failed call,
+    format errors and tool instability (a failed execution) included. ``all_right`` is neither.
+    """
+    de = ce = 0
+    for c in categories:
+        if c == FORMAT_ERROR:
+            ce += 1
+        elif FeedbackCategory(c) in DE_CATEGORIES:
+            de += 1
+        elif FeedbackCategory(c).is_error:
+            ce += 1
+    return de, ce
 
 
 def make_environment(task: MultiTurnTask, seed: int = 0):
     """The executor for ``task``: a SchemaSimulator over its tools, or a Sandbox over its toolkits."""
-    from tl_lightning.tools.sandbox import Sandbox, SchemaSimulator
+    from tl_lightning.tools.sandbox import Sandbox
+    from tl_lightning.tools.simulator import SchemaSimulator
 
     if task.environment == "schema":
         return SchemaSimulator(task.tools, seed=seed)
@@ -77,7 +102,12 @@ class TurnRecord:
 
 @dataclass
 class EpisodeResult:
-    """What one task's episode produced; ``success`` is the sandbox task's own check (None: no check)."""
+    """What one task's episode produced: the record the report, the predictions file and the
+    :class:`~tl_lightning.evaluation.metrics.MultiTurnErrorRates` metric all read.
+
+    ``finished``: the model itself ended with ``finish`` within the turn limit (VA). ``success``: the
+    sandbox task's own check (None: no check). ``categories``: one per call, in order.
+    """
 
     id: str
     index: int
@@ -98,11 +128,11 @@ class EpisodeResult:
 
     @property
     def n_de(self) -> int:
-        return sum(c in DE_CATEGORIES for c in self.categories)
+        return count_call_errors(self.categories)[0]
 
     @property
     def n_ce(self) -> int:
-        return sum(c != FeedbackCategory.ALL_RIGHT.value and c not in DE_CATEGORIES for c in self.categories)
+        return count_call_errors(self.categories)[1]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -143,12 +173,9 @@ class Episode:
         """Take one model output. Executes its calls unless ``feedback`` (recorded, one per call) is given."""
         if self.done:
             raise RuntimeError(f"task {self.task.id}: episode is over")
-        parsed = parse_calls(output, self.call_format)
+        parsed = parse_output(output, self.call_format)
         if not parsed.ok:
-            turn = TurnRecord(output=output, categories=[FORMAT_ERROR], error=parsed.error or "no call")
-            self.turns.append(turn)
-            self.ended_on_error = True
-            return turn
+            return self._end_on_error(TurnRecord(output=output, categories=[FORMAT_ERROR], error=parsed.error or "no call"))
         if feedback is not None and len(feedback) != len(parsed.calls):
             # a trace may stop at a finish call: the calls after it were never executed
             cut_at_finish = 0 < len(feedback) < len(parsed.calls) and parsed.calls[len(feedback) - 1].name == FINISH_TOOL
@@ -158,15 +185,21 @@ class Episode:
         for k, call in enumerate(parsed.calls):
             if self.env.done or (feedback is not None and k >= len(feedback)):  # calls after finish are not executed
                 break
-            if feedback is None:
-                outcome = self.env.execute_outcome(call)
-                texts.append(outcome.text)
-                cats.append(FeedbackCategory(outcome.category).value)
-            else:
-                texts.append(feedback[k])
-                cats.append(_classify(feedback[k]).value)
-                if call.name == FINISH_TOOL and cats[-1] == FeedbackCategory.ALL_RIGHT.value:
-                    self.env.done, self.env.final_answer = True, str(call.arguments.get("answer", ""))
+            try:
+                if feedback is None:
+                    outcome = self.env.execute_outcome(call)
+                    texts.append(outcome.text)
+                    cats.append(FeedbackCategory(outcome.category).value)
+                else:
+                    texts.append(feedback[k])
+                    cats.append(_classify(feedback[k]).value)
+                    if call.name == FINISH_TOOL and cats[-1] == FeedbackCategory.ALL_RIGHT.value:
+                        self.env.done, self.env.final_answer = True, str(call.arguments.get("answer", ""))
+            except MODEL_OUTPUT_ERRORS as e:
+                reason = format_error(e)
+                tried = [c.to_dict() for c in parsed.calls[: k + 1]]
+                del texts[k:], cats[k:]
+                return self._end_on_error(TurnRecord(output, tried, [*texts, reason], [*cats, FORMAT_ERROR], error=reason))
         calls = parsed.calls[: len(texts)]
         turn = TurnRecord(output=output, calls=[c.to_dict() for c in calls], feedback=texts, categories=cats)
         self.turns.append(turn)
@@ -174,10 +207,15 @@ class Episode:
         self.steps.append(Step(calls=list(calls), text=parsed.thought or "", feedback=texts, category=first_error))
         return turn
 
+    def _end_on_error(self, turn: TurnRecord) -> TurnRecord:
+        self.turns.append(turn)
+        self.ended_on_error = True
+        return turn
+
     def result(self) -> EpisodeResult:
         success = None
         if self.task.environment == "sandbox" and "success" in self.task.meta:
-            success = _check_success(self.task, self.env)
+            success = bool(check_success(self.task.meta, self.env, getattr(self.env, "final_answer", None)))
         return EpisodeResult(
             id=self.task.id,
             index=self.task.index,
@@ -193,12 +231,3 @@ def _classify(text: str) -> FeedbackCategory:
     from tl_lightning.data.feedback import classify_feedback
 
     return classify_feedback(text)
-
-
-def _check_success(task: MultiTurnTask, env) -> bool | None:
-    try:
-        from tl_lightning.synthetic.generator import check_success
-    except ImportError:  # the synthetic module is optional for ToolEyes-only installs
-        return None
-    return bool(check_success(task.meta, env, getattr(env, "final_answer", None)))
-

@@ -7,7 +7,8 @@ Single-turn sets, one line per case::
 
 Multi-turn sets, one line per task, the model's raw output of every turn in order; each turn may
 instead be a trace entry ``{"output": ..., "feedback": [one string per call]}`` (what the ``test``
-stage writes), in which case the recorded feedback is classified instead of re-executing::
+stage writes, except for a turn that ended on a format error, which it writes bare so that it is
+re-parsed), in which case the recorded feedback is classified instead of re-executing::
 
     {"id": "tooleyes-0003", "turns": ["Action: get_uuid\\nAction Input: {}", "Action: finish\\nAction Input: {\\"answer\\": \\"...\\"}"]}
 

@@ -7,36 +7,60 @@ TS/PI/CF, DESIGN.md §1) or of all calls / tasks (multi-turn: DE/CE over calls, 
 ``report.json`` holds the headline numbers at the top level (``TS``/``PI``/``CF`` or
 ``DE``/``CE``/``VA``), ``per_scenario``, ``error_categories`` (single-turn: the IRM outcome of each
 case, :func:`tl_lightning.evaluation.scoring.case_category`, the same as the torchmetric's breakdown;
-multi-turn: the feedback category of each call, ``format_error`` for a turn with no parseable call), ``unparseable`` outputs, the data notes (skipped, repaired and unsolvable cases) and a
-``cases`` list (index, id, per-level booleans, category) for diffing two models case by case.
+multi-turn: the feedback category of each call, ``format_error`` for a turn with no parseable call),
+``unparseable`` outputs, the data notes (skipped, repaired and unsolvable cases) and a ``cases``
+list (index, id, per-level booleans, category) for diffing two models case by case.
+
+An output that cannot be scored or executed at all (a pathological value; see
+:func:`~tl_lightning.evaluation.scoring.judge_case`) is counted as wrong and listed under
+``unparseable`` with its reason; it never ends the run. A rate over nothing is 0.0 (see
+:mod:`tl_lightning.evaluation.metrics`, whose torchmetrics follow the same rule).
+
+The ``test`` stage collects its outputs in an :class:`EvalOutputs` and hands them to
+:func:`write_eval_outputs`, which writes ``predictions.jsonl`` (the ``score`` input) and the report.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.evaluation.multiturn import FORMAT_ERROR, EpisodeResult
-from tl_lightning.evaluation.scoring import case_category, score_case
-from tl_lightning.tools.calls import ParseResult, parse_calls
+from tl_lightning.evaluation.predictions import write_jsonl
+from tl_lightning.evaluation.scoring import judge_case, parse_output
+from tl_lightning.tools.calls import ParseResult
 
-__all__ = ["case_record", "headline", "multi_turn_report", "single_turn_report", "write_report"]
+if TYPE_CHECKING:
+    from tl_lightning.benchmarks import BenchmarkSet
+
+__all__ = [
+    "EvalOutputs",
+    "case_record",
+    "headline",
+    "multi_turn_report",
+    "single_turn_report",
+    "write_eval_outputs",
+    "write_report",
+]
 _MAX_LISTED = 200
 
 
 def _pct(k: int | float, n: int) -> float:
+    """Percent, rounded to 2 places; 0.0 of nothing (the same rule as the torchmetrics)."""
     return round(100.0 * k / n, 2) if n else 0.0
 
 
 def case_record(case: EvalCase, output: str | None, mode: str, call_format: str) -> dict[str, Any]:
-    """Score one single-turn case: the per-case row of ``report.json`` (plus ``parse_error``)."""
-    parsed = parse_calls(output if output is not None else "", call_format)
-    if output is None:
-        parsed = ParseResult(error="no prediction for this case")
-    verdict = score_case(parsed, case, mode)
+    """Score one single-turn case: the per-case row of ``report.json`` (plus ``parse_error``, which
+    also holds why an output could not be scored at all)."""
+    parsed = ParseResult(error="no prediction for this case") if output is None else parse_output(output, call_format)
+    judged = judge_case(parsed, case, mode)
+    verdict = judged.verdict
     return {
         "index": case.index,
         "id": case.id,
@@ -45,9 +69,9 @@ def case_record(case: EvalCase, output: str | None, mode: str, call_format: str)
         "TS": verdict.TS,
         "PI": verdict.PI,
         "CF": verdict.CF,
-        "category": case_category(parsed, case, verdict).value,
+        "category": judged.category.value,
         "reason": verdict.reason,
-        "parse_error": parsed.error if not parsed.ok else None,
+        "parse_error": parsed.error if not parsed.ok else judged.error,
         "unsolvable": bool(case.meta.get("unsolvable", False)),
     }
 
@@ -208,3 +232,47 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     js.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md.write_text(_markdown(report), encoding="utf-8")
     return js, md
+
+
+@dataclass
+class EvalOutputs:
+    """What the ``test`` stage keeps for its report: each single-turn case's raw output and each
+    multi-turn task's episode, by case id. Picklable, so every process's part can be gathered."""
+
+    outputs: dict[str, str] = field(default_factory=dict)
+    episodes: dict[str, EpisodeResult] = field(default_factory=dict)
+
+    @classmethod
+    def merge(cls, parts: Iterable[EvalOutputs]) -> EvalOutputs:
+        merged = cls()
+        for part in parts:
+            merged.outputs.update(part.outputs)
+            merged.episodes.update(part.episodes)
+        return merged
+
+
+def _trace(turn: Any) -> str | dict[str, Any]:
+    # A turn that ended on an error is written bare, so `score` re-parses / re-executes it and reaches
+    # the same format error; other turns carry their feedback, which `score` classifies instead.
+    return turn.output if turn.error is not None else {"output": turn.output, "feedback": turn.feedback}
+
+
+def write_eval_outputs(
+    bench: BenchmarkSet, collected: EvalOutputs, mode: str, call_format: str, out_dir: str | Path
+) -> dict[str, Any]:
+    """Write ``predictions.jsonl`` and ``report.json`` / ``report.md`` into ``out_dir`` for the
+    outputs ``collected`` on ``bench`` (in the set's case order); returns the report. Scoring the
+    predictions file with ``score`` gives the same per-case verdicts."""
+    out_dir = Path(out_dir)
+    summary = bench.summary()
+    if bench.multi_turn:
+        results = [collected.episodes[t.id] for t in bench.cases if t.id in collected.episodes]
+        report = multi_turn_report(results, benchmark=bench.name, call_format=call_format, data=summary)
+        rows = [{"id": r.id, "index": r.index, "turns": [_trace(t) for t in r.turns]} for r in results]
+    else:
+        outputs: dict[str, str | None] = dict(collected.outputs)
+        report = single_turn_report(bench.cases, outputs, mode, call_format, benchmark=bench.name, data=summary)
+        rows = [{"id": c.id, "index": c.index, "output": outputs[c.id]} for c in bench.cases if c.id in outputs]
+    write_jsonl(out_dir / "predictions.jsonl", rows)
+    write_report(report, out_dir)
+    return report

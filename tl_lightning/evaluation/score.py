@@ -21,8 +21,9 @@ import argparse
 import sys
 from typing import Any
 
-from tl_lightning.benchmarks import BENCHMARKS, BenchmarkSet, load_benchmark
+from tl_lightning.benchmarks import BENCHMARKS, REGISTRY, BenchmarkSet, load_benchmark
 from tl_lightning.data.cases import MultiTurnTask
+from tl_lightning.data.paths import is_quickstart
 from tl_lightning.evaluation.multiturn import Episode, EpisodeResult
 from tl_lightning.evaluation.predictions import (
     Alignment,
@@ -32,15 +33,9 @@ from tl_lightning.evaluation.predictions import (
     write_jsonl,
 )
 from tl_lightning.evaluation.report import headline, multi_turn_report, single_turn_report, write_report
+from tl_lightning.synthetic import ensure_quickstart_data
 
-__all__ = ["DEFAULT_FORMATS", "DEFAULT_MODES", "build_parser", "main", "replay_episode", "score_predictions"]
-
-#: The default mode per benchmark (``--mode`` overrides). ToolAlpaca defaults to ``corrected``: 17 of
-#: its 114 gold first steps take no arguments (``{}``), which the official RoTBench rule fails, capping
-#: TS at 85.09; the paper reports 87.72, so its ToolAlpaca numbers cannot use that rule.
-DEFAULT_MODES = {"rotbench": "official", "toolalpaca": "corrected", "bfcl": "bfcl", "tooleyes": "corrected", "synthetic": "corrected"}
-#: The call format the gold writer uses per benchmark when ``--format auto``.
-DEFAULT_FORMATS = {"rotbench": "react", "toolalpaca": "react", "bfcl": "python", "tooleyes": "react", "synthetic": "python"}
+__all__ = ["build_parser", "main", "replay_episode", "score_predictions"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +61,8 @@ def _load(args: argparse.Namespace) -> BenchmarkSet:
     options: dict[str, Any] = {}
     if args.benchmark == "toolalpaca":
         options["repair"] = not args.no_repair
+    if is_quickstart(args.data):
+        ensure_quickstart_data()
     return load_benchmark(args.benchmark, args.data, strict=not args.lenient, category=args.category, **options)
 
 
@@ -127,14 +124,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("give --predictions (to score) and/or --write-gold PATH")
     bench = _load(args)
     if args.write_gold:
-        fmt = DEFAULT_FORMATS[args.benchmark] if args.format == "auto" else args.format
+        fmt = REGISTRY[args.benchmark].format if args.format == "auto" else args.format
         path = write_jsonl(args.write_gold, gold_predictions(bench.cases, fmt))
         print(f"wrote {len(bench.cases)} gold predictions ({fmt}) to {path}")
     if args.predictions is None:
         return 0
     if args.output is None:
         parser.error("--output DIR is required to score")
-    mode = args.mode or DEFAULT_MODES[args.benchmark]
+    mode = args.mode or REGISTRY[args.benchmark].mode
     report = score_predictions(bench, read_predictions(args.predictions), mode, args.format, benchmark=bench.name, seed=args.seed)
     js, md = write_report(report, args.output)
     print(headline(report))

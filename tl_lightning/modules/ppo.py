@@ -7,16 +7,16 @@ One training step is one PPO iteration on a batch of prompts (DESIGN.md §1, Dee
 settings): greedy rollout with the KV cache -> IRM reward of the parsed call, clipped to ±5 and
 added at the last generated token, plus ``-kl_coef * (logp - logp_ref)`` on every token -> GAE
 (gamma 1, lambda 0.95) -> whitened advantages -> ``ppo_epochs`` x minibatches of clipped policy and
-value updates, with separate actor and critic optimizers. The module is thin: rollout, scoring
-and advantages are the pure helpers below, the maths is in :mod:`tl_lightning.losses`.
+value updates, with separate actor and critic optimizers. The module is thin: the rollout container,
+reward adapters and advantages are the pure helpers of :mod:`tl_lightning.rl`, the losses are in
+:mod:`tl_lightning.losses`, and the actor loads through :func:`tl_lightning.checkpoints.load_pretrained`.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,156 +24,34 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 from torchmetrics import MeanMetric
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
+from tl_lightning.checkpoints import TokenizerCheckpointMixin, export_hf_model, load_pretrained
 from tl_lightning.data.prompts import PromptRecord
-from tl_lightning.data.schema import FeedbackCategory
-from tl_lightning.generation import generate, position_ids_from_mask, sequence_logprobs
-from tl_lightning.losses import (
-    gae,
-    masked_mean,
-    masked_whiten,
-    ppo_policy_loss,
-    ppo_value_loss,
-    token_rewards,
+from tl_lightning.generation import generate, sequence_logprobs
+from tl_lightning.losses import masked_mean, ppo_policy_loss, ppo_value_loss
+from tl_lightning.models import TINY_MODEL, check_model_source
+from tl_lightning.rewards import IRMValues
+from tl_lightning.rl import (
+    REWARD_CATEGORIES,
+    Rollout,
+    compute_advantages,
+    gold_reward,
+    sandbox_reward,
+    score_texts,
 )
-from tl_lightning.models import TINY_MODEL, load_causal_lm, resolve_tokenizer
-from tl_lightning.checkpoints import TokenizerCheckpointMixin, export_hf_model, tokenizer_from_state
-from tl_lightning.rewards import IRMValues, RewardCategory, category_reward, tool_call_reward
-from tl_lightning.tools.calls import parse_calls
+from tl_lightning.tokenization import check_tokenizer_source
 from tl_lightning.value_model import ValueHead, ValueModel, response_slice
 
-__all__ = ["Rollout", "TLPPOModule", "compute_advantages", "gold_reward", "load_actor", "sandbox_reward", "score_texts"]
-
-#: Outcomes logged every step (as the share of responses), so the logged keys never change: the IRM
-#: outcomes for gold rewards, the feedback categories (plus unparseable output) for sandbox rewards.
-REWARD_CATEGORIES = {
-    "gold": [c.value for c in RewardCategory],
-    "sandbox": ["unparseable"] + [c.value for c in FeedbackCategory],
-}
+__all__ = ["TLPPOModule"]
 
 
-# ============================================================================ pure helpers
-@dataclass
-class Rollout:
-    """B generated responses and what PPO needs of them, all detached. P: prompt width, T: response width.
-
-    - ``sequences``: [B, P+T] prompt (left-padded) + response (right-padded) ids.
-    - ``attention_mask``: [B, P+T] 1 on real tokens.
-    - ``response_mask``: [B, T] float, 1 on generated tokens up to and including the stop token.
-    - ``logprobs`` / ``ref_logprobs``: [B, T] log-probs of the response tokens under the acting
-      policy / the frozen reference.
-    - ``values``: [B, T] critic values of the states before each response token.
-    - ``texts``: the decoded responses (stop token excluded).
-    """
-
-    sequences: Tensor
-    attention_mask: Tensor
-    response_mask: Tensor
-    logprobs: Tensor
-    ref_logprobs: Tensor
-    values: Tensor
-    texts: list[str]
-
-    @property
-    def response_start(self) -> int:
-        return self.sequences.shape[1] - self.response_mask.shape[1]
-
-    def select(self, index: Tensor) -> Rollout:
-        """The rows ``index`` (a minibatch)."""
-        rows = index.tolist()
-        return Rollout(
-            **{f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "texts"},
-            texts=[self.texts[i] for i in rows],
-        )
-
-
-def gold_reward(text: str, record: PromptRecord, values: IRMValues) -> tuple[float, str]:
-    """IRM reward of a generated step against the record's gold calls (DESIGN.md §1 table)."""
-    reward, category = tool_call_reward(parse_calls(text, record.call_format), record.gold, record.tools, values)
-    return reward, category.value
-
-
-def sandbox_reward(text: str, record: PromptRecord, sandbox: Any, table: dict[str, float] | None = None) -> tuple[float, str]:
-    """Reward from really executing the generated calls: the category of the feedback, via a table.
-
-    The sandbox is reset to the record's initial state (``context.meta["initial_state"]`` if any) and
-    the context's earlier steps are replayed, so the call runs in the state the trajectory reached.
-    The step's category is the first error among its calls' feedback (A's ``step_category``).
-    """
-    from tl_lightning.data.feedback import step_category
-
-    parsed = parse_calls(text, record.call_format)
-    if not parsed.ok:
-        return category_reward(None, table), "unparseable"
-    sandbox.reset(record.context.meta.get("initial_state"))
-    for step in record.context.steps:
-        for call in step.calls:
-            sandbox.execute(call)
-    feedback = [sandbox.execute(call) for call in parsed.calls]
-    category = step_category(feedback)
-    return category_reward(category, table), category.value
-
-
-def score_texts(
-    texts: Sequence[str], records: Sequence[PromptRecord], reward_fn: Callable[[str, PromptRecord], tuple[float, str]]
-) -> tuple[Tensor, list[str]]:
-    """Scores [B] (float32) and outcome categories of the responses."""
-    if len(texts) != len(records):
-        raise ValueError(f"{len(texts)} responses for {len(records)} prompts")
-    pairs = [reward_fn(t, r) for t, r in zip(texts, records, strict=True)]
-    return torch.tensor([p[0] for p in pairs], dtype=torch.float32), [p[1] for p in pairs]
-
-
-def compute_advantages(
-    rollout: Rollout, scores: Tensor, kl_coef: float, reward_clip: float | None, gamma: float, lam: float, whiten: bool = True
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-token rewards, advantages and returns, each [B, T] (DeepSpeed-Chat's recipe).
-
-    Advantages are whitened over the valid tokens of the batch (when ``whiten`` and there are at
-    least two); returns stay in reward units: they are the critic's regression targets.
-    """
-    mask = rollout.response_mask
-    rewards = token_rewards(scores.to(rollout.logprobs), rollout.logprobs, rollout.ref_logprobs, mask, kl_coef, reward_clip)
-    advantages, returns = gae(rewards, rollout.values, mask, gamma, lam)
-    if whiten and mask.sum() >= 2:
-        advantages = masked_whiten(advantages, mask)
-    return rewards, advantages, returns
-
-
-# ============================================================================ model loading
-def load_actor(
-    actor: str, tokenizer: PreTrainedTokenizerBase | str | None, **kwargs: Any
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The actor and its tokenizer from a ``TLSFTModule`` ``.ckpt``, an HF export / path, or ``"tl-tiny"``.
-
-    A ``.ckpt`` is rebuilt from its hyperparameters (model name, tiny config, LoRA) and its
-    ``model.*`` weights; its stored tokenizer is used unless one is given.
-    """
-    if str(actor).endswith(".ckpt"):
-        ckpt = torch.load(actor, map_location="cpu", weights_only=False)
-        hp = ckpt.get("hyper_parameters", {})
-        if "model" not in hp:
-            raise ValueError(f"{actor}: not a TLSFTModule checkpoint (no 'model' hyperparameter)")
-        if tokenizer is None and "tokenizer" in ckpt:
-            tokenizer = tokenizer_from_state(ckpt["tokenizer"])
-        tok = resolve_tokenizer(tokenizer, default=hp["model"])
-        for key in ("tiny_config", "lora"):
-            kwargs.setdefault(key, hp.get(key))
-        model = load_causal_lm(hp["model"], tokenizer=tok, **kwargs)
-        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        model.load_state_dict(state)
-        return model.train(), tok
-    tok = resolve_tokenizer(tokenizer, default=str(actor))
-    return load_causal_lm(str(actor), tokenizer=tok, **kwargs), tok
-
-
-# ============================================================================ module
 class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
     """PPO with IRM rewards (or sandbox-feedback rewards) and a KL penalty to the frozen initial actor.
 
     Args:
-        actor: a ``TLSFTModule`` checkpoint (``.ckpt``), an HF export directory, a hub name, or ``"tl-tiny"``.
+        actor: a ``TLSFTModule`` / ``TLPPOModule`` checkpoint (``.ckpt``), an HF export directory, a hub
+            name, or ``"tl-tiny"`` (see :func:`~tl_lightning.checkpoints.load_pretrained`).
         tokenizer: the data's tokenizer (the CLI links the datamodule's), a name/path, or None.
         critic: ``"separate"`` (a copy of the actor's backbone + value head; the paper) or ``"shared"``
             (a value head on the actor's last hidden state, trained through one combined loss).
@@ -191,7 +69,10 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         max_grad_norm: gradient clipping of each optimizer's parameters (None: off).
         max_new_tokens, do_sample, temperature, top_p, top_k, use_cache: rollout generation
             (greedy by default, as in the paper). Validation is always greedy.
-        dtype, gradient_checkpointing, tiny_config: passed to ``load_causal_lm``.
+        dtype, gradient_checkpointing, tiny_config: passed to ``load_pretrained``.
+
+    Out-of-range settings (``gamma=2``, ``clip_policy=0``, ``actor_lr=-1``...) are a ``ValueError`` at
+    construction, as is an actor or tokenizer that is neither a path nor a shipped or hub name.
     """
 
     def __init__(
@@ -229,25 +110,48 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         gradient_checkpointing: bool = False,
         tiny_config: dict[str, Any] | None = None,
     ) -> None:
+        for name, value, ok, rule in (
+            ("critic", critic, critic in ("separate", "shared"), "'separate' or 'shared'"),
+            ("reward_source", reward_source, reward_source in ("gold", "sandbox"), "'gold' or 'sandbox'"),
+            ("sandbox_instability_rate", sandbox_instability_rate, 0 <= sandbox_instability_rate <= 1, "in [0, 1]"),
+            ("reward_clip", reward_clip, reward_clip is None or reward_clip > 0, "> 0 or None"),
+            ("kl_coef", kl_coef, kl_coef >= 0, ">= 0"),
+            ("gamma", gamma, 0 <= gamma <= 1, "in [0, 1]"),
+            ("lam", lam, 0 <= lam <= 1, "in [0, 1]"),
+            ("clip_policy", clip_policy, 0 < clip_policy < 1, "in (0, 1)"),
+            ("clip_value", clip_value, clip_value is None or clip_value > 0, "> 0 or None"),
+            ("ppo_epochs", ppo_epochs, ppo_epochs >= 1, ">= 1"),
+            ("num_minibatches", num_minibatches, num_minibatches >= 1, ">= 1"),
+            ("vf_coef", vf_coef, vf_coef >= 0, ">= 0"),
+            ("actor_lr", actor_lr, actor_lr > 0, "> 0"),
+            ("critic_lr", critic_lr, critic_lr > 0, "> 0"),
+            ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
+            ("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
+            ("max_grad_norm", max_grad_norm, max_grad_norm is None or max_grad_norm > 0, "> 0 or None"),
+            ("max_new_tokens", max_new_tokens, max_new_tokens >= 1, ">= 1"),
+            ("temperature", temperature, temperature > 0, "> 0"),
+            ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]"),
+            ("top_k", top_k, top_k >= 0, ">= 0"),
+        ):
+            if not ok:
+                raise ValueError(f"TLPPOModule: {name} must be {rule}, got {value!r}")
+        check_model_source(actor, what="actor")
+        check_tokenizer_source(tokenizer)
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
         self.automatic_optimization = False
-        kwargs = {"dtype": dtype, "gradient_checkpointing": gradient_checkpointing}
-        if tiny_config is not None:
-            kwargs["tiny_config"] = tiny_config
-        self.actor, self.tokenizer = load_actor(actor, tokenizer, **kwargs)
+        loaded = load_pretrained(
+            actor, dtype=dtype, tokenizer=tokenizer, gradient_checkpointing=gradient_checkpointing, tiny_config=tiny_config
+        )
+        self.actor, self.tokenizer = loaded.model, loaded.tokenizer
         self.reference = copy.deepcopy(self.actor).eval().requires_grad_(False)
         if critic == "separate":
             self.critic = ValueModel.from_causal_lm(self.actor)
             self.value_head = None
-        elif critic == "shared":
+        else:
             self.critic = None
             self.value_head = ValueHead(self.actor.config.hidden_size)
-        else:
-            raise ValueError(f"critic must be 'separate' or 'shared', got {critic!r}")
         self.irm = IRMValues.from_dict(irm_values or {})
-        if reward_source not in ("gold", "sandbox"):
-            raise ValueError(f"reward_source must be 'gold' or 'sandbox', got {reward_source!r}")
         self._sandbox = None
         self.categories = REWARD_CATEGORIES[reward_source]
         self.val_reward = MeanMetric()
@@ -274,14 +178,16 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
                 strings.append(eot)
         return sorted(ids), strings
 
-    def _values(self, sequences: Tensor, attention_mask: Tensor, start: int) -> Tensor:
+    def _policy_and_values(self, sequences: Tensor, attention_mask: Tensor, start: int, temperature: float) -> tuple[Tensor, Tensor]:
+        """Log-probs [B, T] of the response tokens and critic values [B, T], in the actor's current mode."""
         if self.critic is not None:
-            return self.critic(sequences, attention_mask, start)
-        out = self.actor(
-            input_ids=sequences, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
-            use_cache=False, output_hidden_states=True, logits_to_keep=1,
+            logprobs = sequence_logprobs(self.actor, sequences, attention_mask, start, temperature=temperature)
+            return logprobs, self.critic(sequences, attention_mask, start)
+        # Shared backbone: the value head reads the hidden states of the same forward pass.
+        logprobs, hidden = sequence_logprobs(
+            self.actor, sequences, attention_mask, start, temperature=temperature, return_hidden=True
         )
-        return self.value_head(response_slice(out.hidden_states[-1], start))
+        return logprobs, self.value_head(response_slice(hidden, start))
 
     @torch.no_grad()
     def rollout(self, records: Sequence[PromptRecord], greedy: bool = False) -> Rollout:
@@ -299,8 +205,7 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         was_training = self.actor.training
         self.actor.eval()
         try:
-            logprobs = sequence_logprobs(self.actor, out.sequences, attn, start, temperature=temperature)
-            values = self._values(out.sequences, attn, start)
+            logprobs, values = self._policy_and_values(out.sequences, attn, start, temperature)
         finally:
             self.actor.train(was_training)
         ref_logprobs = sequence_logprobs(self.reference, out.sequences, attn, start, temperature=temperature)
@@ -326,22 +231,12 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         hp = self.hparams
         actor_opt, critic_opt = self.optimizers()
         mask, start = batch.response_mask, batch.response_start
-        if self.critic is None:  # shared backbone: one forward for logits and values, one combined loss
-            out = self.actor(
-                input_ids=batch.sequences, attention_mask=batch.attention_mask,
-                position_ids=position_ids_from_mask(batch.attention_mask), use_cache=False,
-                output_hidden_states=True, logits_to_keep=mask.shape[1] + 1,
-            )
-            logp_all = torch.log_softmax(out.logits[:, :-1].float() / self._train_temperature, dim=-1)
-            logprobs = logp_all.gather(-1, batch.sequences[:, start:].unsqueeze(-1)).squeeze(-1)
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-            values = self.value_head(response_slice(out.hidden_states[-1], start))
-        else:
-            logprobs, entropy = sequence_logprobs(
-                self.actor, batch.sequences, batch.attention_mask, start,
-                temperature=self._train_temperature, return_entropy=True,
-            )
-            values = None
+        # A shared backbone gives logits and values in one forward pass (and one combined loss below).
+        logprobs, entropy, *hidden = sequence_logprobs(
+            self.actor, batch.sequences, batch.attention_mask, start,
+            temperature=self._train_temperature, return_entropy=True, return_hidden=self.critic is None,
+        )
+        values = self.value_head(response_slice(hidden[0], start)) if hidden else None
         pg_loss, pg_stats = ppo_policy_loss(logprobs, batch.logprobs, advantages, mask, hp.clip_policy)
         if values is None:
             self._step(actor_opt, pg_loss, self.actor.parameters())

@@ -26,14 +26,11 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from tl_lightning.checkpoints import TokenizerCheckpointMixin, export_hf_model, shard_for_strategy
 from tl_lightning.data.batch import IGNORE_INDEX, TrajectoryBatch
 from tl_lightning.losses import loss_positions, pkt_weights, weighted_masked_nll
-from tl_lightning.models import TINY_MODEL, load_causal_lm, logits_only_at, resolve_tokenizer
-from tl_lightning.checkpoints import (
-    TokenizerCheckpointMixin,
-    export_hf_model,
-    shard_for_strategy,
-)
+from tl_lightning.models import TINY_MODEL, check_model_source, load_causal_lm, logits_only_at
+from tl_lightning.tokenization import check_tokenizer_source, resolve_tokenizer
 
 __all__ = ["TLSFTModule"]
 
@@ -61,6 +58,9 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
             of [B, L, V]; see :func:`~tl_lightning.models.logits_only_at`). Same loss, less time and memory;
             turn off for a model whose output embedding cannot take a forward pre-hook.
         dtype, gradient_checkpointing, lora, tiny_config: passed to ``load_causal_lm``.
+
+    Out-of-range settings (``w_max=-3``, ``lr=0``, ``warmup_ratio=1``...) are a ``ValueError`` at
+    construction, as is a model or tokenizer that is neither a path nor a shipped or hub name.
     """
 
     def __init__(
@@ -82,6 +82,23 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         lora: dict[str, Any] | None = None,
         tiny_config: dict[str, Any] | None = None,
     ) -> None:
+        for name, value, ok, rule in (
+            ("w_max", w_max, w_max >= 1, ">= 1 (PKT never down-weights key tokens)"),
+            ("lr", lr, lr > 0, "> 0"),
+            ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
+            ("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
+            ("lr_schedule", lr_schedule, lr_schedule in _SCHEDULES, f"one of {', '.join(_SCHEDULES)}"),
+            ("warmup_ratio", warmup_ratio, 0 <= warmup_ratio < 1, "in [0, 1)"),
+        ):
+            if not ok:
+                raise ValueError(f"TLSFTModule: {name} must be {rule}, got {value!r}")
+        if str(model).endswith(".ckpt"):
+            raise ValueError(
+                f"TLSFTModule: model {model!r} is a Lightning checkpoint; resume it with --ckpt_path, or export it "
+                "to a Hugging Face directory (HFExportCallback) and start from that"
+            )
+        check_model_source(model)
+        check_tokenizer_source(tokenizer)
         super().__init__()
         # The tokenizer object is not a hyperparameter: checkpoints carry its files instead.
         self.save_hyperparameters(ignore=["tokenizer", "optimizer"])

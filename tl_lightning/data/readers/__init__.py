@@ -5,9 +5,10 @@
     trajs = read_trajectories("raw.json", format="tl_raw", strict=False)
     print(trajs.report)                                        # what was skipped and why
 
-Files may be JSON arrays (records numbered by 0-based index) or JSON Lines (1-based line numbers).
-Strict mode raises :class:`TrajectoryFormatError` at the first bad record; lenient mode skips bad
-records, counts them by reason in ``result.report`` and logs a warning summary.
+Files may be JSON arrays (records numbered by 0-based index) or JSON Lines (1-based line numbers),
+read record by record by :func:`tl_lightning.data.records.convert_records`. Strict mode raises
+:class:`TrajectoryFormatError` at the first bad record; lenient mode skips bad records, counts them
+by reason in ``result.report`` and logs a warning summary.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
+from tl_lightning.data.errors import TrajectoryFormatError
 from tl_lightning.data.feedback import FeedbackClassifier
 from tl_lightning.data.readers import openai, sharegpt, tl_raw
-from tl_lightning.data.readers._common import BAD_JSON, RawRecord, ReadResult, RecordError, iter_records
+from tl_lightning.data.readers._common import BAD_RECORD, ReadResult
 from tl_lightning.data.readers.openai import write_openai_jsonl
+from tl_lightning.data.records import RawRecord, convert_records
 from tl_lightning.data.schema import Trajectory
 
 __all__ = ["FORMATS", "ReadResult", "detect_format", "read_trajectories", "write_openai_jsonl"]
@@ -59,45 +61,34 @@ def read_trajectories(
     """Read a trajectory file.
 
     Args:
-        path: a ``.json`` array or ``.jsonl`` file.
+        path: a ``.json`` array or ``.jsonl`` file (UTF-8, or UTF-16/32 with a byte-order mark).
         format: ``"auto"`` (from the first decodable record's keys), ``"openai"``, ``"tl_raw"`` or ``"sharegpt"``.
         strict: raise on the first bad record (True) or skip and report bad records (False).
         classifier: the feedback classifier that fills ``Step.category`` (default rules if None).
 
     Raises:
         TrajectoryFormatError: naming the file, the record and the problem (strict mode, or a
-            file-level problem: unreadable JSON array, undetectable format).
+            file-level problem: undecodable text, unreadable JSON array, undetectable format).
     """
     path = Path(path)
     if format != "auto" and format not in FORMATS:
         raise ValueError(f"unknown trajectory format {format!r}; choose 'auto' or one of {sorted(FORMATS)}")
     if not path.is_file():
         raise FileNotFoundError(f"trajectory file not found: {path}")
-    report = ReadReport(path=str(path))
-    trajectories: list[Trajectory] = []
     fmt = None if format == "auto" else format
-    for rec in iter_records(path):
-        report.n_records += 1
-        try:
-            if rec.error is not None:
-                raise RecordError(BAD_JSON, rec.error)
-            if fmt is None:
-                fmt = detect_format(rec.value)
-                if fmt is None:
-                    keys = sorted(rec.value) if isinstance(rec.value, dict) else type(rec.value).__name__
-                    raise TrajectoryFormatError(
-                        path,
-                        rec.number,
-                        f"cannot detect the format from this record ({keys}); pass format=",
-                        rec.kind,
-                    )
-            trajectories.append(FORMATS[fmt](rec.value, _default_id(path, rec), classifier))
-        except RecordError as e:
-            err = TrajectoryFormatError(path, rec.number, str(e), rec.kind)
-            if strict:
-                raise err from e
-            report.skip(err, e.kind)
-    report.n_read = len(trajectories)
+
+    def convert(value: Any, rec: RawRecord) -> Trajectory:
+        nonlocal fmt
+        if fmt is None:
+            fmt = detect_format(value)
+            if fmt is None:  # the file's format, not this record, is in question: raised even when lenient
+                keys = sorted(value) if isinstance(value, dict) else type(value).__name__
+                raise TrajectoryFormatError(
+                    path, rec.number, f"cannot detect the format from this record ({keys}); pass format=", rec.kind
+                )
+        return FORMATS[fmt](value, f"{path.stem}:{rec.number}", classifier)
+
+    trajectories, report = convert_records(path, convert, strict, unexpected_kind=BAD_RECORD)
     if report.n_skipped:
         shown = "\n  ".join(report.errors[:_MAX_LOGGED_ERRORS])
         more = (
@@ -107,7 +98,3 @@ def read_trajectories(
         )
         logger.warning("%s\n  %s%s", report, shown, more)
     return ReadResult(trajectories, report, fmt or format)
-
-
-def _default_id(path: Path, rec: RawRecord) -> str:
-    return f"{path.stem}:{rec.number}"

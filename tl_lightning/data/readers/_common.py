@@ -1,5 +1,6 @@
-"""What every trajectory reader shares: file loading (JSON array or JSON Lines), record errors,
-and one builder that turns a flat list of conversation events into a :class:`Trajectory`.
+"""What every trajectory reader shares: field helpers, the result type, and one builder that turns
+a flat list of conversation events into a :class:`Trajectory` (file loading and the record loop are
+:mod:`tl_lightning.data.records`, shared with the benchmark readers).
 
 Each format module only translates its records into :class:`Event` lists; the rules about steps,
 feedback, ``finish`` and empty trajectories live here once, so the three formats agree.
@@ -11,21 +12,19 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, overload
 
-from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
+from tl_lightning.data.errors import ReadReport
 from tl_lightning.data.feedback import FeedbackClassifier, step_category
+from tl_lightning.data.records import RecordError, describe_exception
 from tl_lightning.data.schema import FINISH_TOOL, Message, Step, Tool, ToolCall, Trajectory
 
 __all__ = [
     "Event",
-    "RawRecord",
     "ReadResult",
-    "RecordError",
     "build_trajectory",
     "content_text",
-    "iter_records",
+    "iter_messages",
     "parse_arguments",
     "parse_tools",
 ]
@@ -40,57 +39,8 @@ ORPHAN_FEEDBACK = "feedback with no preceding call"
 MISSING_FEEDBACK = "call with no feedback"
 EMPTY = "empty trajectory"
 BAD_TOOLS = "tools not parseable"
-BAD_JSON = "invalid JSON"
 BAD_RECORD = "malformed record"
 UNSUPPORTED = "unsupported conversation"
-
-
-class RecordError(Exception):
-    """A problem with one record; the reader adds file and record number (-> TrajectoryFormatError)."""
-
-    def __init__(self, kind: str, detail: str = ""):
-        self.kind = kind
-        self.detail = detail
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-
-
-@dataclass
-class RawRecord:
-    """One decoded record and where it came from (``number`` is a 1-based line or 0-based index)."""
-
-    number: int
-    kind: Literal["line", "index"]
-    value: Any = None
-    error: str | None = None  # the JSON error of a line that did not decode
-
-
-def iter_records(path: Path) -> Iterator[RawRecord]:
-    """Records of a JSON array file (0-based ``index``) or a JSON Lines file (1-based ``line``).
-
-    A file whose first non-blank character is ``[`` is a JSON array; anything else is JSON Lines,
-    where a line that does not decode becomes a record with ``error`` set (blank lines are skipped).
-    """
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if text.lstrip()[:1] == "[":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise TrajectoryFormatError(
-                path, None, f"{BAD_JSON}: the file is not a valid JSON array ({e})"
-            ) from e
-        for i, value in enumerate(data):
-            yield RawRecord(i, "index", value)
-        return
-    # JSON Lines are separated by "\n" only: str.splitlines would also split inside strings at
-    # U+0085/U+2028, which json.dumps(ensure_ascii=False) writes raw.
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield RawRecord(lineno, "line", json.loads(line))
-        except json.JSONDecodeError as e:
-            yield RawRecord(lineno, "line", None, str(e))
 
 
 class ReadResult(Sequence[Trajectory]):
@@ -132,6 +82,21 @@ def content_text(content: Any, where: str) -> str:
     raise RecordError(BAD_RECORD, f"{where}: content must be a string, got {type(content).__name__}")
 
 
+def iter_messages(
+    messages: list[Any], list_key: str, role_key: str, content_key: str, roles: tuple[str, ...]
+) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """``(where, role, text, message)`` for each message of a record, checked the same way in every format:
+    an object, with a known role, whose content reads as text."""
+    for i, msg in enumerate(messages):
+        where = f"{list_key}[{i}]"
+        if not isinstance(msg, dict):
+            raise RecordError(BAD_RECORD, f"{where}: a message must be an object")
+        role = msg.get(role_key)
+        if role not in roles:
+            raise RecordError(UNKNOWN_ROLE, f"{where}: {role!r} (expected one of {', '.join(roles)})")
+        yield where, role, content_text(msg.get(content_key), where), msg
+
+
 def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
     """Call arguments given as a dict or a JSON string of an object ("" and None mean no arguments)."""
     if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
@@ -141,6 +106,8 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
             arguments = json.loads(arguments)
         except json.JSONDecodeError as e:
             raise RecordError(BAD_ARGUMENTS, f"{where}: {e.msg} in {arguments[:200]!r}") from e
+        except (RecursionError, ValueError) as e:  # nested too deeply, or an integer over the digit limit
+            raise RecordError(BAD_ARGUMENTS, f"{where}: {describe_exception(e)}") from e
     if not isinstance(arguments, dict):
         raise RecordError(
             BAD_ARGUMENTS, f"{where}: arguments must be a JSON object, got {type(arguments).__name__}"
@@ -159,6 +126,8 @@ def parse_tools(specs: Any, where: str = "tools") -> list[Tool]:
             specs = json.loads(specs)
         except json.JSONDecodeError as e:
             raise RecordError(BAD_TOOLS, f"{where}: {e.msg} at char {e.pos}") from e
+        except (RecursionError, ValueError) as e:
+            raise RecordError(BAD_TOOLS, f"{where}: {describe_exception(e)}") from e
     if isinstance(specs, dict):  # a single spec
         specs = [specs]
     if not isinstance(specs, list):

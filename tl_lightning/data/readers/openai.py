@@ -24,14 +24,13 @@ from typing import Any
 from tl_lightning.data.feedback import FeedbackClassifier
 from tl_lightning.data.readers._common import (
     BAD_RECORD,
-    UNKNOWN_ROLE,
     Event,
-    RecordError,
     build_trajectory,
-    content_text,
+    iter_messages,
     parse_arguments,
     parse_tools,
 )
+from tl_lightning.data.records import RecordError
 from tl_lightning.data.schema import ToolCall, Trajectory
 
 __all__ = ["detect", "record_to_trajectory", "trajectory_to_record", "write_openai_jsonl"]
@@ -71,14 +70,7 @@ def record_to_trajectory(
         raise RecordError(BAD_RECORD, "an openai record is an object with a 'messages' list")
     tools = parse_tools(record.get("tools"), "tools")
     events: list[Event] = []
-    for i, msg in enumerate(record["messages"]):
-        where = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise RecordError(BAD_RECORD, f"{where}: a message must be an object")
-        role = msg.get("role")
-        if role not in ROLES:
-            raise RecordError(UNKNOWN_ROLE, f"{where}: {role!r} (expected one of {', '.join(ROLES)})")
-        text = content_text(msg.get("content"), where)
+    for where, role, text, msg in iter_messages(record["messages"], "messages", "role", "content", ROLES):
         if role in ("system", "developer"):
             events.append(Event("system", where, text))
         elif role == "user":
@@ -91,8 +83,11 @@ def record_to_trajectory(
             events.append(
                 Event("feedback", where, text, call_id=call_id if isinstance(call_id, str) else None)
             )
+    extra = record.get("meta") or {}
+    if not isinstance(extra, dict):
+        raise RecordError(BAD_RECORD, f"'meta' must be an object, got {type(extra).__name__}")
     meta = {k: v for k, v in record.items() if k not in ("id", "tools", "messages", "meta")}
-    meta.update(record.get("meta") or {})
+    meta.update(extra)
     return build_trajectory(str(record.get("id") or default_id), tools, events, classifier, meta)
 
 

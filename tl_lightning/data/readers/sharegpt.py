@@ -24,14 +24,13 @@ from tl_lightning.data.feedback import FeedbackClassifier
 from tl_lightning.data.readers._common import (
     BAD_ARGUMENTS,
     BAD_RECORD,
-    UNKNOWN_ROLE,
     Event,
-    RecordError,
     build_trajectory,
-    content_text,
+    iter_messages,
     parse_arguments,
     parse_tools,
 )
+from tl_lightning.data.records import RecordError
 from tl_lightning.data.schema import ToolCall, Trajectory
 
 __all__ = ["detect", "record_to_trajectory"]
@@ -77,14 +76,7 @@ def record_to_trajectory(
     events: list[Event] = []
     if isinstance(record.get("system"), str) and record["system"]:
         events.append(Event("system", "system", record["system"]))
-    for i, msg in enumerate(record["conversations"]):
-        where = f"conversations[{i}]"
-        if not isinstance(msg, dict):
-            raise RecordError(BAD_RECORD, f"{where}: a message must be an object")
-        role = msg.get("from")
-        if role not in ROLES:
-            raise RecordError(UNKNOWN_ROLE, f"{where}: {role!r} (expected one of {', '.join(ROLES)})")
-        text = content_text(msg.get("value"), where)
+    for where, role, text, _msg in iter_messages(record["conversations"], "conversations", "from", "value", ROLES):
         if role == "system":
             events.append(Event("system", where, text))
         elif role == "human":

@@ -26,13 +26,12 @@ from tl_lightning.data.readers._common import (
     BAD_ARGUMENTS,
     BAD_RECORD,
     BAD_TOOLS,
-    UNKNOWN_ROLE,
     Event,
-    RecordError,
     build_trajectory,
-    content_text,
+    iter_messages,
     parse_tools,
 )
+from tl_lightning.data.records import RecordError
 from tl_lightning.data.schema import ToolCall, Trajectory
 
 __all__ = ["detect", "parse_assistant", "record_to_trajectory", "split_system"]
@@ -107,14 +106,7 @@ def record_to_trajectory(
         )
     tools = None
     events: list[Event] = []
-    for i, msg in enumerate(record["conversations"]):
-        where = f"conversations[{i}]"
-        if not isinstance(msg, dict):
-            raise RecordError(BAD_RECORD, f"{where}: a message must be an object")
-        role = msg.get("role")
-        if role not in ROLES:
-            raise RecordError(UNKNOWN_ROLE, f"{where}: {role!r} (expected one of {', '.join(ROLES)})")
-        text = content_text(msg.get("content"), where)
+    for where, role, text, _msg in iter_messages(record["conversations"], "conversations", "role", "content", ROLES):
         if role == "system":
             if tools is None:
                 specs, text = split_system(text, where)

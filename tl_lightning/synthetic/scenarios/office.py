@@ -1,23 +1,24 @@
-"""Query templates of the synthetic generator, part 2: calendar, to-do list, files, maths and messaging.
+"""Scenarios of the synthetic generator, part 2: calendar, to-do list, files, maths and messaging.
 
-See :mod:`tl_lightning.synthetic.scenarios.personal` for how a scenario works; importing this module
-registers its scenarios after part 1's (the order is part of the generator's determinism).
+How a scenario works is described in :mod:`tl_lightning.synthetic.scenarios.base`. ``SCENARIOS``
+lists them in a fixed order: the generator draws by index, so the order is part of its output.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tl_lightning.synthetic.scenarios.personal import scenario
-from tl_lightning.tools.toolkits.messaging import CONTACTS
+from tl_lightning.synthetic.scenarios.base import scenario
 
 if TYPE_CHECKING:
-    from tl_lightning.synthetic.generator import Episode
+    from tl_lightning.synthetic.scenario_run import ScenarioRun
+
+__all__ = ["SCENARIOS"]
 
 
 # ----------------------------------------------------------------------------------- calendar
 @scenario("create_event")
-def create_event(ep: Episode) -> None:
+def create_event(ep: ScenarioRun) -> None:
     title, date, time = ep.pick("event"), ep.pick("future_date"), ep.pick("time")
     args: dict[str, Any] = {"title": title, "date": date, "start_time": time}
     extra = ""
@@ -33,7 +34,7 @@ def create_event(ep: Episode) -> None:
     ep.expect_state("calendar", "events", {"title": title, "date": date, "start_time": time})
 
 
-def _seed_events(ep: Episode, date: str) -> list[dict[str, Any]]:
+def _seed_events(ep: ScenarioRun, date: str) -> list[dict[str, Any]]:
     titles = ep.rng.sample(ep.pool("event"), 3)
     times = sorted(ep.rng.sample(ep.pool("time"), 3))
     events = [{"event_id": f"EV-{i + 1}", "title": t, "date": date, "start_time": tm, "duration_minutes": 60, "location": None}
@@ -43,7 +44,7 @@ def _seed_events(ep: Episode, date: str) -> list[dict[str, Any]]:
 
 
 @scenario("list_events", "delete_event")
-def cancel_event(ep: Episode) -> None:
+def cancel_event(ep: ScenarioRun) -> None:
     date = ep.pick("future_date")
     target = ep.rng.choice(_seed_events(ep, date))
     ep.ask([f"Remove the '{target['title']}' event from my calendar on {date}.", f"Cancel my {target['title']} on {date}."])
@@ -55,7 +56,7 @@ def cancel_event(ep: Episode) -> None:
 
 
 @scenario("list_events")
-def agenda(ep: Episode) -> None:
+def agenda(ep: ScenarioRun) -> None:
     date = ep.pick("future_date")
     _seed_events(ep, date)
     ep.ask([f"What is on my calendar on {date}?", f"Show my agenda for {date}."])
@@ -65,7 +66,7 @@ def agenda(ep: Episode) -> None:
 
 
 @scenario("get_day_of_week")
-def day_of_week(ep: Episode) -> None:
+def day_of_week(ep: ScenarioRun) -> None:
     date = ep.pick(ep.rng.choice(["future_date", "past_date"]))
     ep.ask([f"What day of the week is {date}?", f"Which weekday falls on {date}?"])
     r = ep.call("get_day_of_week", date=date)
@@ -74,7 +75,7 @@ def day_of_week(ep: Episode) -> None:
 
 
 @scenario("count_days_between")
-def days_between(ep: Episode) -> None:
+def days_between(ep: ScenarioRun) -> None:
     a, b = sorted([ep.pick("past_date"), ep.pick("future_date")])
     ep.ask([f"How many days are there from {a} to {b}?", f"Count the days between {a} and {b}."])
     r = ep.call("count_days_between", start_date=a, end_date=b)
@@ -83,7 +84,7 @@ def days_between(ep: Episode) -> None:
 
 
 # --------------------------------------------------------------------------------------- todo
-def _seed_tasks(ep: Episode, n: int = 3) -> list[dict[str, Any]]:
+def _seed_tasks(ep: ScenarioRun, n: int = 3) -> list[dict[str, Any]]:
     titles = ep.rng.sample(ep.pool("task"), n)
     tasks = [{"task_id": i + 1, "title": t, "due_date": None, "priority": ep.rng.choice(["low", "medium", "high"]), "done": False}
              for i, t in enumerate(titles)]
@@ -92,7 +93,7 @@ def _seed_tasks(ep: Episode, n: int = 3) -> list[dict[str, Any]]:
 
 
 @scenario("add_task")
-def add_task(ep: Episode) -> None:
+def add_task(ep: ScenarioRun) -> None:
     title = ep.pick("task")
     args: dict[str, Any] = {"title": title}
     extra = ""
@@ -109,7 +110,7 @@ def add_task(ep: Episode) -> None:
 
 
 @scenario("list_tasks", "complete_task")
-def complete_task(ep: Episode) -> None:
+def complete_task(ep: ScenarioRun) -> None:
     target = ep.rng.choice(_seed_tasks(ep))
     ep.ask([f"Mark '{target['title']}' as done.", f"I finished the task '{target['title']}'. Please check it off."])
     r = ep.call("list_tasks")
@@ -120,7 +121,7 @@ def complete_task(ep: Episode) -> None:
 
 
 @scenario("list_tasks", "delete_task")
-def delete_task(ep: Episode) -> None:
+def delete_task(ep: ScenarioRun) -> None:
     target = ep.rng.choice(_seed_tasks(ep))
     ep.ask([f"Delete '{target['title']}' from my to-do list.", f"Remove the task '{target['title']}'."])
     r = ep.call("list_tasks", status="all")
@@ -131,7 +132,7 @@ def delete_task(ep: Episode) -> None:
 
 
 @scenario("list_tasks", "update_task_priority")
-def reprioritize(ep: Episode) -> None:
+def reprioritize(ep: ScenarioRun) -> None:
     tasks = _seed_tasks(ep)
     target = ep.rng.choice(tasks)
     new = ep.rng.choice([p for p in ("low", "medium", "high") if p != target["priority"]])
@@ -144,7 +145,7 @@ def reprioritize(ep: Episode) -> None:
 
 
 @scenario("list_tasks", "complete_task", "add_task", "list_tasks")
-def follow_up(ep: Episode) -> None:
+def follow_up(ep: ScenarioRun) -> None:
     tasks = _seed_tasks(ep)
     target = ep.rng.choice(tasks)
     new = next(t for t in ep.pool("task") if t not in {x["title"] for x in tasks})
@@ -161,7 +162,7 @@ def follow_up(ep: Episode) -> None:
 
 
 # -------------------------------------------------------------------------------------- files
-def _seed_files(ep: Episode) -> dict[str, str]:
+def _seed_files(ep: ScenarioRun) -> dict[str, str]:
     paths = ep.rng.sample(ep.pool("file"), 2)
     files = {p: ep.pick("text") for p in paths}
     ep.setup("files", {"files": files})
@@ -169,7 +170,7 @@ def _seed_files(ep: Episode) -> dict[str, str]:
 
 
 @scenario("write_file")
-def write_note(ep: Episode) -> None:
+def write_note(ep: ScenarioRun) -> None:
     path, text = ep.pick("file"), ep.pick("text")
     ep.ask([f"Save the note '{text}' to {path}.", f"Write '{text}' into the file {path}."])
     r = ep.call("write_file", path=path, content=text)
@@ -178,7 +179,7 @@ def write_note(ep: Episode) -> None:
 
 
 @scenario("read_file")
-def read_note(ep: Episode) -> None:
+def read_note(ep: ScenarioRun) -> None:
     path = ep.rng.choice(sorted(_seed_files(ep)))
     ep.ask([f"What does {path} say?", f"Read {path} for me."])
     r = ep.call("read_file", path=path)
@@ -187,7 +188,7 @@ def read_note(ep: Episode) -> None:
 
 
 @scenario("append_to_file", "read_file")
-def append_note(ep: Episode) -> None:
+def append_note(ep: ScenarioRun) -> None:
     path = ep.rng.choice(sorted(_seed_files(ep)))
     text = " " + ep.pick("text")
     ep.ask([f"Append '{text.strip()}' to {path} and show me the result.", f"Add the line '{text.strip()}' at the end of {path}, then read it back."])
@@ -198,7 +199,7 @@ def append_note(ep: Episode) -> None:
 
 
 @scenario("list_files", "delete_file")
-def clean_folder(ep: Episode) -> None:
+def clean_folder(ep: ScenarioRun) -> None:
     files = _seed_files(ep)
     path = ep.rng.choice(sorted(files))
     folder = path.rsplit("/", 1)[0]
@@ -212,7 +213,7 @@ def clean_folder(ep: Episode) -> None:
 
 
 @scenario("read_file", "search_contacts", "send_email")
-def email_file(ep: Episode) -> None:
+def email_file(ep: ScenarioRun) -> None:
     path = ep.rng.choice(sorted(_seed_files(ep)))
     who = ep.pick("contact")
     ep.ask([f"Email the contents of {path} to {who}.", f"Send {who} an email with what is in {path}."])
@@ -225,7 +226,7 @@ def email_file(ep: Episode) -> None:
 
 # --------------------------------------------------------------------------------------- math
 @scenario("calculate_mean")
-def mean(ep: Episode) -> None:
+def mean(ep: ScenarioRun) -> None:
     nums = ep.pick("numbers")
     text = ", ".join(str(n) for n in nums)
     ep.ask([f"What is the average of {text}?", f"Compute the mean of these numbers: {text}."])
@@ -235,7 +236,7 @@ def mean(ep: Episode) -> None:
 
 
 @scenario("calculate_percentage")
-def percentage(ep: Episode) -> None:
+def percentage(ep: ScenarioRun) -> None:
     whole = ep.pick("amount")
     part = ep.pick("unit_value")
     ep.ask([f"What percentage of {whole} is {part}?", f"{part} out of {whole} is what percent?"])
@@ -245,7 +246,7 @@ def percentage(ep: Episode) -> None:
 
 
 @scenario("calculate_compound_interest")
-def interest(ep: Episode) -> None:
+def interest(ep: ScenarioRun) -> None:
     p, rate, years = ep.pick("amount") * 10, ep.pick("rate"), ep.pick("years")
     args: dict[str, Any] = {"principal": p, "rate_percent": rate, "years": years}
     how = ""
@@ -260,7 +261,7 @@ def interest(ep: Episode) -> None:
 
 
 @scenario("calculate_tip")
-def tip(ep: Episode) -> None:
+def tip(ep: ScenarioRun) -> None:
     bill = ep.pick("amount")
     args: dict[str, Any] = {"bill": bill}
     extra = ""
@@ -278,7 +279,7 @@ def tip(ep: Episode) -> None:
 
 # ---------------------------------------------------------------------------------- messaging
 @scenario("search_contacts", "send_email")
-def email_contact(ep: Episode) -> None:
+def email_contact(ep: ScenarioRun) -> None:
     who, text = ep.pick("contact"), ep.pick("text")
     ep.ask([f"Email {who} with the subject 'Reminder' saying '{text}'.", f"Send an email to {who}: subject 'Reminder', message '{text}'."])
     c = ep.call("search_contacts", query=who)["contacts"][0]
@@ -288,7 +289,7 @@ def email_contact(ep: Episode) -> None:
 
 
 @scenario("search_contacts", "send_sms")
-def sms_contact(ep: Episode) -> None:
+def sms_contact(ep: ScenarioRun) -> None:
     who, text = ep.pick("contact"), ep.pick("text")
     ep.ask([f"Text {who}: '{text}'.", f"Send {who} a text message saying '{text}'."])
     c = ep.call("search_contacts", query=who)["contacts"][0]
@@ -298,7 +299,7 @@ def sms_contact(ep: Episode) -> None:
 
 
 @scenario("search_contacts")
-def contact_lookup(ep: Episode) -> None:
+def contact_lookup(ep: ScenarioRun) -> None:
     who = ep.pick("contact")
     ep.ask([f"What is {who}'s phone number?", f"Look up {who}'s contact details."])
     c = ep.call("search_contacts", query=who)["contacts"][0]
@@ -306,4 +307,8 @@ def contact_lookup(ep: Episode) -> None:
     ep.expect_answer(c["phone"])
 
 
-assert len({c["name"].split()[0] for c in CONTACTS.values()}) == len(CONTACTS), "contact first names must be unique"
+SCENARIOS = [
+    create_event, cancel_event, agenda, day_of_week, days_between, add_task, complete_task, delete_task, reprioritize,
+    follow_up, write_note, read_note, append_note, clean_folder, email_file, mean, percentage, interest, tip,
+    email_contact, sms_contact, contact_lookup,
+]

@@ -1,96 +1,19 @@
-"""Query templates of the synthetic generator: slot-value pools and one function per scenario.
+"""Scenarios of the synthetic generator, part 1: weather, travel, bookings, finance and conversions.
 
-A scenario asks a question with slot values drawn from a split's pools, makes the gold calls
-through the :class:`~tl_lightning.synthetic.generator.Episode` (each call really runs in the sandbox,
-later calls use earlier feedback), finishes with an answer built from the feedback, and states
-a machine-checkable success condition. ``tools`` lists the gold calls in order; the generator
-checks it against what the scenario did.
-
-Pools are split by position (every fourth value is test-only), so test queries carry slot values
-never seen in training. Values stay modest (short numbers): the quick-start models copy digits
-one token at a time.
+How a scenario works is described in :mod:`tl_lightning.synthetic.scenarios.base`. ``SCENARIOS``
+lists them in a fixed order: the generator draws by index, so the order is part of its output.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tl_lightning.tools.toolkits._common import CITIES, TODAY
-from tl_lightning.tools.toolkits.finance import SYMBOLS
-from tl_lightning.tools.toolkits.messaging import CONTACTS
+from tl_lightning.synthetic.scenarios.base import scenario
 
 if TYPE_CHECKING:
-    from tl_lightning.synthetic.generator import Episode
+    from tl_lightning.synthetic.scenario_run import ScenarioRun
 
-__all__ = ["POOLS", "SCENARIOS", "Scenario", "split_pool"]
-
-
-def _dates(start: dt.date, n: int) -> list[str]:
-    return [(start + dt.timedelta(days=i)).isoformat() for i in range(n)]
-
-
-POOLS: dict[str, list[Any]] = {
-    "city": list(CITIES),
-    "future_date": _dates(TODAY + dt.timedelta(days=1), 90),
-    "past_date": _dates(TODAY - dt.timedelta(days=120), 120),
-    "time": [f"{h:02d}:{m:02d}" for h in range(7, 22) for m in (0, 30)],
-    "symbol": list(SYMBOLS),
-    "currency": ["USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "INR", "MXN", "SEK", "NOK", "PLN", "SGD", "NZD", "ZAR", "THB"],
-    "amount": [20, 25, 30, 40, 45, 50, 60, 75, 80, 90, 100, 120, 150, 180, 200, 250, 300, 350, 400, 450, 500, 600, 750, 800],
-    "contact": [c["name"].split()[0] for c in CONTACTS.values()],
-    "task": ["buy groceries", "call the dentist", "renew my passport", "pay the rent", "water the plants", "book a haircut",
-             "send the invoice", "clean the garage", "return library books", "fix the bike", "prepare the slides",
-             "order printer ink", "update my resume", "plan the birthday party", "back up the laptop", "file the taxes"],
-    "event": ["Team meeting", "Dentist appointment", "Lunch with Sam", "Yoga class", "Project review", "Piano lesson",
-              "Parent-teacher meeting", "Car service", "Book club", "Doctor visit", "Coffee with Lea", "Budget planning"],
-    "location": ["Room 4", "Main office", "Cafe Nova", "the gym", "City library", "Online"],
-    "file": ["/notes/ideas.txt", "/notes/shopping.txt", "/work/report.txt", "/work/agenda.txt", "/home/todo.txt",
-             "/travel/packing.txt", "/home/recipes.txt", "/work/minutes.txt"],
-    "text": ["Call Anna back", "Bring the charger", "Milk, eggs and bread", "Draft due on Friday", "Check the oil",
-             "Pack sunscreen", "Meeting moved to 3 pm", "Pay the water bill"],
-    "unit_pair": [("km", "mi"), ("mi", "km"), ("kg", "lb"), ("lb", "kg"), ("m", "ft"), ("ft", "m"), ("l", "gal"),
-                  ("gal", "l"), ("cm", "in"), ("in", "cm"), ("kmh", "mph"), ("mph", "kmh"), ("g", "oz"), ("oz", "g")],
-    "unit_value": [2, 3, 5, 8, 10, 12, 15, 20, 25, 30, 42, 50, 60, 75, 100, 120],
-    "scale_pair": [("celsius", "fahrenheit"), ("fahrenheit", "celsius"), ("celsius", "kelvin"), ("kelvin", "celsius"),
-                   ("fahrenheit", "kelvin"), ("kelvin", "fahrenheit")],
-    "temperature": [-5, 0, 4, 12, 18, 21, 25, 30, 37, 40, 55, 68, 72, 86, 98, 300],
-    "zone_pair": [("CET", "JST"), ("EST", "CET"), ("PST", "EST"), ("UTC", "IST"), ("JST", "PST"), ("WET", "AEST"),
-                  ("CET", "EST"), ("GST", "UTC"), ("SGT", "CET"), ("EST", "JST"), ("KST", "WET"), ("MST", "EET")],
-    "numbers": [[3, 5, 7], [10, 20, 30, 40], [2, 4, 9], [12, 15, 18, 21], [1.5, 2.5, 4], [6, 8], [100, 150, 80],
-                [7, 7, 8, 9], [45, 55, 65], [0.5, 1.5], [11, 13, 17, 19], [60, 75, 90]],
-    "percent": [5, 10, 12, 15, 18, 20, 25],
-    "small": [2, 3, 4, 5, 6],
-    "years": [1, 2, 3, 5, 10, 15, 20],
-    "rate": [1.5, 2, 2.5, 3, 3.5, 4, 5, 6],
-}
-
-
-def split_pool(values: list[Any], split: str) -> list[Any]:
-    """The part of a pool a split may use: every fourth value (index 3, 7, ...) is test-only."""
-    if split == "test":
-        return [v for i, v in enumerate(values) if i % 4 == 3]
-    return [v for i, v in enumerate(values) if i % 4 != 3]
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    tools: tuple[str, ...]
-    run: Callable[[Episode], None]
-
-
-SCENARIOS: list[Scenario] = []
-
-
-def scenario(*tools: str) -> Callable[[Callable[[Episode], None]], Callable[[Episode], None]]:
-    def register(fn: Callable[[Episode], None]) -> Callable[[Episode], None]:
-        SCENARIOS.append(Scenario(fn.__name__, tools, fn))
-        return fn
-
-    return register
+__all__ = ["SCENARIOS"]
 
 
 def _deg(unit: str) -> str:
@@ -99,7 +22,7 @@ def _deg(unit: str) -> str:
 
 # ------------------------------------------------------------------------------------ weather
 @scenario("get_weather_forecast")
-def weather_forecast(ep: Episode) -> None:
+def weather_forecast(ep: ScenarioRun) -> None:
     city = ep.pick("city")
     args: dict[str, Any] = {"city": city}
     when = "the next 3 days"
@@ -120,7 +43,7 @@ def weather_forecast(ep: Episode) -> None:
 
 
 @scenario("get_weather_history")
-def weather_history(ep: Episode) -> None:
+def weather_history(ep: ScenarioRun) -> None:
     city, date = ep.pick("city"), ep.pick("past_date")
     args: dict[str, Any] = {"city": city, "date": date}
     if ep.chance(0.25):
@@ -134,7 +57,7 @@ def weather_history(ep: Episode) -> None:
 
 
 @scenario("get_weather_alerts")
-def weather_alerts(ep: Episode) -> None:
+def weather_alerts(ep: ScenarioRun) -> None:
     city = ep.pick("city")
     args: dict[str, Any] = {"city": city}
     if ep.chance(0.4):
@@ -152,7 +75,7 @@ def weather_alerts(ep: Episode) -> None:
 
 
 @scenario("get_air_quality")
-def air_quality(ep: Episode) -> None:
+def air_quality(ep: ScenarioRun) -> None:
     city = ep.pick("city")
     ep.ask([f"How is the air quality in {city} today?", f"What's the AQI in {city}?"])
     r = ep.call("get_air_quality", city=city)
@@ -161,7 +84,7 @@ def air_quality(ep: Episode) -> None:
 
 
 @scenario("get_weather_forecast", "convert_temperature")
-def forecast_converted(ep: Episode) -> None:
+def forecast_converted(ep: ScenarioRun) -> None:
     city = ep.pick("city")
     scale = ep.rng.choice(["kelvin", "fahrenheit"])
     ep.ask([f"What will tomorrow's high be in {city}, in {scale}?", f"Tell me tomorrow's maximum temperature in {city} in {scale}."])
@@ -173,7 +96,7 @@ def forecast_converted(ep: Episode) -> None:
 
 
 # ------------------------------------------------------------------------------------- travel
-def _two_cities(ep: Episode) -> tuple[str, str]:
+def _two_cities(ep: ScenarioRun) -> tuple[str, str]:
     a = ep.pick("city")
     b = ep.pick("city")
     while b == a:
@@ -182,7 +105,7 @@ def _two_cities(ep: Episode) -> tuple[str, str]:
 
 
 @scenario("search_flights", "book_flight")
-def flight_booking(ep: Episode) -> None:
+def flight_booking(ep: ScenarioRun) -> None:
     origin, dest = _two_cities(ep)
     date = ep.pick("future_date")
     args: dict[str, Any] = {"origin": origin, "destination": dest, "date": date}
@@ -209,7 +132,7 @@ def flight_booking(ep: Episode) -> None:
 
 
 @scenario("search_hotels", "book_hotel")
-def hotel_booking(ep: Episode) -> None:
+def hotel_booking(ep: ScenarioRun) -> None:
     city, date = ep.pick("city"), ep.pick("future_date")
     args: dict[str, Any] = {"city": city, "check_in": date}
     nights = ep.pick("small") if ep.chance(0.6) else 1
@@ -226,7 +149,7 @@ def hotel_booking(ep: Episode) -> None:
 
 
 @scenario("search_hotels")
-def hotel_search(ep: Episode) -> None:
+def hotel_search(ep: ScenarioRun) -> None:
     city, date = ep.pick("city"), ep.pick("future_date")
     budget = ep.rng.choice([150, 200, 250, 300])
     ep.ask([f"Which hotels in {city} cost at most {budget} per night? I arrive on {date}.",
@@ -242,7 +165,7 @@ def hotel_search(ep: Episode) -> None:
 
 
 @scenario("search_restaurants", "book_restaurant")
-def restaurant_booking(ep: Episode) -> None:
+def restaurant_booking(ep: ScenarioRun) -> None:
     city, date, time = ep.pick("city"), ep.pick("future_date"), ep.pick("time")
     party = ep.pick("small")
     args: dict[str, Any] = {"city": city}
@@ -260,7 +183,7 @@ def restaurant_booking(ep: Episode) -> None:
 
 
 @scenario("search_restaurants")
-def restaurant_search(ep: Episode) -> None:
+def restaurant_search(ep: ScenarioRun) -> None:
     city = ep.pick("city")
     rating = ep.rng.choice([4.0, 4.5])
     ep.ask([f"Which restaurants in {city} are rated at least {rating}?", f"Show me restaurants in {city} with a rating of {rating} or more."])
@@ -274,7 +197,7 @@ def restaurant_search(ep: Episode) -> None:
 
 
 @scenario("search_flights", "book_flight", "create_event")
-def flight_with_calendar(ep: Episode) -> None:
+def flight_with_calendar(ep: ScenarioRun) -> None:
     origin, dest = _two_cities(ep)
     date = ep.pick("future_date")
     ep.ask([f"Book the cheapest flight from {origin} to {dest} on {date} and put it in my calendar.",
@@ -289,7 +212,7 @@ def flight_with_calendar(ep: Episode) -> None:
     ep.expect_state("calendar", "events", {"date": date, "start_time": best["departure"]})
 
 
-def _seed_bookings(ep: Episode) -> list[dict[str, Any]]:
+def _seed_bookings(ep: ScenarioRun) -> list[dict[str, Any]]:
     bookings = {}
     n = 101 + ep.rng.randrange(20)
     for k in range(ep.rng.randint(1, 3)):
@@ -303,7 +226,7 @@ def _seed_bookings(ep: Episode) -> list[dict[str, Any]]:
 
 
 @scenario("get_booking", "cancel_booking")
-def booking_cancel(ep: Episode) -> None:
+def booking_cancel(ep: ScenarioRun) -> None:
     target = ep.rng.choice(_seed_bookings(ep))
     bid = target["booking_id"]
     ep.ask([f"Check booking {bid} and cancel it.", f"What is booking {bid}? Please cancel it."])
@@ -314,7 +237,7 @@ def booking_cancel(ep: Episode) -> None:
 
 
 @scenario("get_booking")
-def booking_lookup(ep: Episode) -> None:
+def booking_lookup(ep: ScenarioRun) -> None:
     target = ep.rng.choice(_seed_bookings(ep))
     bid = target["booking_id"]
     ep.ask([f"What are the details of booking {bid}?", f"When is my booking {bid}?"])
@@ -325,7 +248,7 @@ def booking_lookup(ep: Episode) -> None:
 
 # ------------------------------------------------------------------------------------ finance
 @scenario("convert_currency")
-def currency(ep: Episode) -> None:
+def currency(ep: ScenarioRun) -> None:
     amount, a = ep.pick("amount"), ep.pick("currency")
     b = ep.pick("currency")
     while b == a:
@@ -337,7 +260,7 @@ def currency(ep: Episode) -> None:
 
 
 @scenario("get_exchange_rate")
-def exchange_rate(ep: Episode) -> None:
+def exchange_rate(ep: ScenarioRun) -> None:
     a, b = ep.pick("currency"), ep.pick("currency")
     while b == a:
         b = ep.pick("currency")
@@ -348,7 +271,7 @@ def exchange_rate(ep: Episode) -> None:
 
 
 @scenario("get_stock_price")
-def stock_price(ep: Episode) -> None:
+def stock_price(ep: ScenarioRun) -> None:
     s = ep.pick("symbol")
     ep.ask([f"What is the latest price of {s} stock?", f"How much does a share of {s} cost?"])
     r = ep.call("get_stock_price", symbol=s)
@@ -357,7 +280,7 @@ def stock_price(ep: Episode) -> None:
 
 
 @scenario("get_stock_history", "calculate_mean")
-def stock_average(ep: Episode) -> None:
+def stock_average(ep: ScenarioRun) -> None:
     s, days = ep.pick("symbol"), ep.pick("small")
     ep.ask([f"What was the average closing price of {s} over the last {days} days?", f"Average {s}'s closes of the past {days} days."])
     r = ep.call("get_stock_history", symbol=s, days=days)
@@ -367,7 +290,7 @@ def stock_average(ep: Episode) -> None:
 
 
 @scenario("get_stock_price", "convert_currency")
-def stock_in_currency(ep: Episode) -> None:
+def stock_in_currency(ep: ScenarioRun) -> None:
     s, cur = ep.pick("symbol"), ep.pick("currency")
     while cur == "USD":
         cur = ep.pick("currency")
@@ -380,7 +303,7 @@ def stock_in_currency(ep: Episode) -> None:
 
 # -------------------------------------------------------------------------------------- units
 @scenario("convert_units")
-def units(ep: Episode) -> None:
+def units(ep: ScenarioRun) -> None:
     (a, b), v = ep.pick("unit_pair"), ep.pick("unit_value")
     ep.ask([f"Convert {v} {a} to {b}.", f"How many {b} is {v} {a}?"])
     r = ep.call("convert_units", value=v, from_unit=a, to_unit=b)
@@ -389,7 +312,7 @@ def units(ep: Episode) -> None:
 
 
 @scenario("convert_temperature")
-def temperature(ep: Episode) -> None:
+def temperature(ep: ScenarioRun) -> None:
     (a, b), v = ep.pick("scale_pair"), ep.pick("temperature")
     ep.ask([f"Convert {v} degrees {a} to {b}.", f"What is {v} {a} in {b}?"])
     r = ep.call("convert_temperature", value=v, from_scale=a, to_scale=b)
@@ -398,10 +321,17 @@ def temperature(ep: Episode) -> None:
 
 
 @scenario("convert_timezone")
-def timezone(ep: Episode) -> None:
+def timezone(ep: ScenarioRun) -> None:
     (a, b), t = ep.pick("zone_pair"), ep.pick("time")
     ep.ask([f"When it is {t} {a}, what time is it in {b}?", f"Convert {t} from {a} to {b}."])
     r = ep.call("convert_timezone", time=t, from_zone=a, to_zone=b)
     shift = {0: "", 1: " (next day)", -1: " (previous day)"}[r["day_shift"]]
     ep.finish(f"{t} {a} is {r['result']} {b}{shift}.")
     ep.expect_answer(r["result"])
+
+
+SCENARIOS = [
+    weather_forecast, weather_history, weather_alerts, air_quality, forecast_converted, flight_booking, hotel_booking,
+    hotel_search, restaurant_booking, restaurant_search, flight_with_calendar, booking_cancel, booking_lookup,
+    currency, exchange_rate, stock_price, stock_average, stock_in_currency, units, temperature, timezone,
+]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tl_lightning.tools.sandbox import ToolError, stable_hash
+from tl_lightning.tools.toolkit import ToolError, stable_hash
 
 #: The sandbox's "today": forecasts start the day after, history ends the day before.
 TODAY = dt.date(2025, 6, 1)

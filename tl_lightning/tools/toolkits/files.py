@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from tl_lightning.tools.sandbox import ToolError, Toolkit, tool
+from tl_lightning.tools.toolkit import ToolError, Toolkit, tool
 
 MAX_BYTES = 10_000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tl_lightning.tools.sandbox import ToolError, Toolkit, tool
+from tl_lightning.tools.toolkit import ToolError, Toolkit, tool
 from tl_lightning.tools.toolkits._common import TODAY, number
 
 #: Units of a currency per 1 USD (fixed; the sandbox has no market).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tl_lightning.tools.sandbox import Toolkit, tool
+from tl_lightning.tools.toolkit import Toolkit, tool
 
 
 class MathToolkit(Toolkit):

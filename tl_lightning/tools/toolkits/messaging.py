@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tl_lightning.tools.sandbox import ToolError, Toolkit, tool
+from tl_lightning.tools.toolkit import ToolError, Toolkit, tool
 
 CONTACTS = {
     "C-1": {"name": "Alice Martin", "email": "alice@example.com", "phone": "555-0101"},

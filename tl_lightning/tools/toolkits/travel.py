@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from tl_lightning.tools.sandbox import ToolError, Toolkit, tool
+from tl_lightning.tools.toolkit import ToolError, Toolkit, tool
 from tl_lightning.tools.toolkits._common import canonical_city, number, parse_date, pick
 
 AIRLINES = ("SkyJet", "AeroLink", "BlueWing", "NorthAir")

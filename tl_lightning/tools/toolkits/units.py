@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from tl_lightning.tools.sandbox import ToolError, Toolkit, tool
+from tl_lightning.tools.toolkit import ToolError, Toolkit, tool
 
 #: unit -> (dimension, factor to the dimension's base unit).
 UNITS = {

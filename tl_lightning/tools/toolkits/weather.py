@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from tl_lightning.tools.sandbox import ToolError, Toolkit, tool
+from tl_lightning.tools.toolkit import ToolError, Toolkit, tool
 from tl_lightning.tools.toolkits._common import TODAY, canonical_city, number, parse_date, pick
 
 CONDITIONS = ("sunny", "cloudy", "rainy", "windy", "foggy", "stormy", "snowy")
