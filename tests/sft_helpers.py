@@ -1,4 +1,5 @@
-"""Test helpers for the SFT module and CLI: a hand-built datamodule of TrajectoryBatches, tiny model sizes.
+"""Test helpers for the SFT module and CLI: a hand-built datamodule of TrajectoryBatches, tiny model sizes,
+a callback that stalls a run so a test can kill it.
 
 Importable by ``class_path: sft_helpers.HandBuiltDataModule`` (pytest puts ``tests/`` on ``sys.path``;
 subprocess tests add it to ``PYTHONPATH``).
@@ -6,8 +7,11 @@ subprocess tests add it to ``PYTHONPATH``).
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import torch
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import Callback, LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler
 
 from tl_lightning.data.batch import IGNORE_INDEX, EncodedTrajectory, collate_encoded
@@ -74,3 +78,17 @@ class HandBuiltDataModule(LightningDataModule):
 
     def val_dataloader(self):
         return self._loader(self.val_items)
+
+
+class StallAfterStep(Callback):
+    """Writes ``marker`` (rank zero) after optimizer step ``step`` and then hangs every rank, so a test can
+    SIGKILL the run at a known point: mid-epoch, after a checkpoint, before the run ends."""
+
+    def __init__(self, step: int, marker: str) -> None:
+        self.step, self.marker = step, marker
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            if trainer.global_rank == 0:
+                Path(self.marker).write_text(str(self.step))
+            time.sleep(600)

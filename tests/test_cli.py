@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +91,104 @@ def test_fit_writes_config_and_tokenizer_into_the_checkpoint(config, tmp_path):
     assert saved["model"]["init_args"]["tiny_config"] == TINY and saved["data"]["class_path"].endswith("HandBuiltDataModule")
     assert "tokenizer.json" in ckpt["tokenizer"]
     assert (tmp_path / "config.yaml").exists()  # LightningCLI's own copy, in the log dir
+
+
+# ---------------------------------------------------------------------------------------- run directories
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    from tl_lightning.data.paths import resolve_data_path
+
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_text("".join(resolve_data_path("quickstart").read_text().splitlines(keepends=True)[:16]))
+    val.write_text("".join(resolve_data_path("quickstart:val").read_text().splitlines(keepends=True)[:4]))
+    return train, val
+
+
+def _quickstart_args(root, small_data, *extra):
+    train, val = small_data
+    return ["fit", "--config", str(QUICKSTART), f"--trainer.default_root_dir={root}", "--trainer.max_steps=2",
+            "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
+            f"--model.init_args.tiny_config={json.dumps(TINY)}", f"--data.init_args.train_path={train}",
+            f"--data.init_args.val_path={val}", "--data.init_args.max_length=256", "--data.init_args.cache=false", *extra]
+
+
+def test_default_root_dir_holds_every_output(tmp_path, small_data, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    root = tmp_path / "D"
+    assert main(_quickstart_args(root, small_data)) == 0
+    assert {"metrics.csv", "config.yaml", "hparams.yaml", "checkpoints", "hf", "run_status.json"} <= {p.name for p in root.iterdir()}
+    assert (root / "checkpoints" / "last.ckpt").is_file() and (root / "hf" / "config.json").is_file()
+    assert list(cwd.iterdir()) == []  # nothing under ./runs/quickstart
+    status = json.loads((root / "run_status.json").read_text())
+    assert status["completed"] is True and status["global_step"] == 2
+
+
+def test_rerun_into_a_used_run_directory_refuses_unless_resumed_or_overwritten(tmp_path, small_data, capsys):
+    root = tmp_path / "run"
+    assert main(_quickstart_args(root, small_data)) == 0
+    first = (root / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(_quickstart_args(root, small_data)) == 1
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--ckpt_path" in err and "--overwrite true" in err
+    assert len(err.strip().splitlines()) == 2  # the message and the traceback hint
+    assert (root / "checkpoints" / "last.ckpt").stat().st_mtime_ns == first
+    assert main(_quickstart_args(root, small_data, "--overwrite=true")) == 0
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]  # no -v1
+    assert (root / "checkpoints" / "last.ckpt").stat().st_mtime_ns != first
+
+
+def test_a_run_stopped_by_max_time_says_so(tmp_path, small_data):
+    root = tmp_path / "run"
+    with pytest.warns(UserWarning, match=r"INCOMPLETE: stopped by max_time after \d+ of 100000 steps"):
+        assert main(_quickstart_args(root, small_data, "--trainer.max_steps=100000", "--trainer.max_time=00:00:00:01")) == 0
+    status = json.loads((root / "run_status.json").read_text())
+    assert status == {**status, "completed": False, "stopped_by": "max_time", "max_steps": 100000}
+    assert 0 < status["global_step"] < 100000
+
+
+# ---------------------------------------------------------------------------------------- early, one-line errors
+@pytest.mark.parametrize(("override", "message"), [
+    ("--data.init_args.train_path=/no/train.jsonl", "data.init_args.train_path: '/no/train.jsonl' does not exist"),
+    ("--data.init_args.tokenizer=/no/tok", "tokenizer '/no/tok' is neither a local directory nor a shipped name"),
+    ("--model.init_args.model=/no/model", "model '/no/model' is neither a local directory"),
+    ("--data.init_args.template=python_dok", "unknown template 'python_dok'"),
+    ("--data.init_args.format=opneai", "unknown trajectory format 'opneai'"),
+    ("--data.init_args.batch_size=0", "data.init_args.batch_size must be >= 1, got 0"),
+    ("--model.init_args.w_max=-3", "model.init_args.w_max must be >= 1, got -3"),
+    ("--trainer.limit_train_batches=1", "trainer.val_check_interval (2) exceeds trainer.limit_train_batches (1)"),
+])
+def test_bad_arguments_fail_in_one_line_before_any_model_is_built(tmp_path, small_data, capsys, monkeypatch, override, message):
+    from tl_lightning.modules.sft import TLSFTModule
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was built before the argument check")
+
+    monkeypatch.setattr(TLSFTModule, "__init__", no_model)
+    assert main(_quickstart_args(tmp_path / "run", small_data, override)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[0] and err[1].startswith("(set TL_LIGHTNING_TRACEBACK=1")
+
+
+def test_empty_data_file_fails_early(tmp_path, small_data, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(_quickstart_args(tmp_path / "run", small_data, f"--data.init_args.train_path={empty}")) == 1
+    assert "is empty" in capsys.readouterr().err
+
+
+def test_ppo_quickstart_validation_interval_checked_against_limit_train_batches(capsys):
+    config = Path(__file__).resolve().parents[1] / "configs" / "ppo_quickstart.yaml"
+    assert main(["fit", "--config", str(config), "--model.init_args.actor=tl-tiny", "--trainer.limit_train_batches=3"]) == 1
+    assert "trainer.val_check_interval (15) exceeds trainer.limit_train_batches (3)" in capsys.readouterr().err
+
+
+def test_traceback_switch_reraises(tmp_path, small_data, monkeypatch):
+    monkeypatch.setenv("TL_LIGHTNING_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        main(_quickstart_args(tmp_path / "run", small_data, "--data.init_args.batch_size=0"))

@@ -2,14 +2,18 @@
 
 Rules, so configs added later are covered without editing this file:
 - A W&B sweep file (top-level ``parameters`` plus ``method`` or ``program``) is not a LightningCLI config:
-  its method is checked, and one run of its grid (first value of every parameter) is instantiated on the
-  configs its ``command`` names.
-- A file that lacks ``model`` or ``data`` is an override fragment: it is instantiated on top of
-  ``configs/quickstart.yaml`` (how the README composes them: repeated ``--config``).
-- Values starting with ``/path/to/`` are placeholders users must override, and values starting with ``runs/``
-  are outputs of an earlier run (e.g. the SFT quick start's export that PPO starts from): such a model or
-  tokenizer becomes ``tl-tiny`` (so the 7B paper config is checked without 7B weights); file paths (keys
-  naming a path, file or dir) stay, since datamodules read files in ``prepare_data``, not in ``__init__``.
+  its method is checked, and one run of its grid (first value of every parameter) is instantiated with the
+  arguments its ``command`` names.
+- A component file sits in its slot: ``logger/`` -> ``--trainer.logger``, ``callbacks/`` ->
+  ``--trainer.callbacks``, ``model/`` -> ``--model``, ``data/`` -> ``--data``, on top of the quick start that
+  uses its kind (``ppo_quickstart.yaml`` for PPO and prompt files, else ``quickstart.yaml``). Any other file
+  that lacks ``model`` or ``data`` (``trainer/``, ``experiments/``) is an override fragment: a second
+  ``--config`` on top of ``configs/quickstart.yaml`` (how the README composes them).
+- Files compose others (``config: trainer/cpu.yaml``, ``trainer.logger: logger/csv.yaml``); the resolved
+  config is read back from the CLI's own parser. Values starting with ``/path/to/`` are placeholders users
+  must override, and values starting with ``runs/`` are outputs of an earlier run (e.g. the SFT quick
+  start's export that PPO starts from): such a model or tokenizer becomes ``tl-tiny`` (so the 7B paper
+  config is checked without 7B weights), such a data file the quick-start data.
 - Trainers go to 1 CPU device; a GPU-only strategy (Lightning's ``fsdp``) is instantiated on its own,
   then replaced by ``auto``. Tests run in a temp dir so loggers write nothing into the repository.
 """
@@ -28,25 +32,35 @@ from tl_lightning.modules.sft import TLSFTModule
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BASE = CONFIGS / "quickstart.yaml"
+PPO_BASE = CONFIGS / "ppo_quickstart.yaml"
 ALL = sorted(CONFIGS.rglob("*.yaml"))
 PLACEHOLDERS = ("/path/to/", "runs/")
+SLOTS = {"logger": "--trainer.logger", "callbacks": "--trainer.callbacks", "model": "--model", "data": "--data"}
 
 
-def _load(path: Path) -> dict:
-    data = yaml.safe_load(path.read_text()) or {}
-    assert isinstance(data, dict), f"{path}: top level must be a mapping"
-    return data
+def _load(path: Path):
+    return yaml.safe_load(path.read_text())
 
 
-def is_sweep(cfg: dict) -> bool:
-    return "parameters" in cfg and ("method" in cfg or "program" in cfg)
+def is_sweep(cfg) -> bool:
+    return isinstance(cfg, dict) and "parameters" in cfg and ("method" in cfg or "program" in cfg)
 
 
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+class _Resolved(Exception):
+    pass
+
+
+class _ParseOnly(TLCLI):
+    """Parses like the real CLI, then stops before checks and instantiation: the resolved config."""
+
+    def before_instantiate_classes(self) -> None:
+        raise _Resolved(self.config.as_dict())
+
+
+def resolve(args: list[str]) -> dict:
+    with pytest.raises(_Resolved) as exc:
+        _ParseOnly(args=args, run=False)
+    return exc.value.args[0]
 
 
 def _placeholder_overrides(cfg: dict, prefix: str = "") -> list[str]:
@@ -55,8 +69,8 @@ def _placeholder_overrides(cfg: dict, prefix: str = "") -> list[str]:
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out += _placeholder_overrides(v, key + ".")
-        elif isinstance(v, str) and v.startswith(PLACEHOLDERS) and not any(s in k for s in ("path", "file", "dir")):
-            out.append(f"--{key}=tl-tiny")
+        elif isinstance(v, str) and v.startswith(PLACEHOLDERS):
+            out.append(f"--{key}=quickstart" if k.endswith("_path") else f"--{key}=tl-tiny")
     return out
 
 
@@ -66,21 +80,35 @@ def _strategy_overrides(trainer: dict) -> list[str]:
     if "FSDPStrategy" in class_path or class_path.startswith("fsdp"):
         if isinstance(strategy, dict):  # the class and its arguments must still resolve
             module, _, name = strategy["class_path"].rpartition(".")
-            getattr(importlib.import_module(module), name)(**strategy.get("init_args", {}))
+            init = {k: v for k, v in (strategy.get("init_args") or {}).items() if v is not None}
+            getattr(importlib.import_module(module), name)(**init)
         return ["--trainer.strategy=auto"]
     return []
 
 
+def instantiate_args(args: list[str]) -> TLCLI:
+    resolved = resolve(list(args))
+    args = list(args) + ["--trainer.accelerator=cpu", "--trainer.devices=1", *_strategy_overrides(resolved["trainer"])]
+    args += _placeholder_overrides({k: v for k, v in resolved.items() if k in ("model", "data")})
+    return TLCLI(args=args, run=False)
+
+
 def instantiate(files: list[Path], extra: list[str] = ()) -> TLCLI:
-    merged: dict = {}
-    for f in files:
-        merged = _merge(merged, _load(f))
     args = []
     for f in files:
         args += ["--config", str(f)]
-    args += ["--trainer.accelerator=cpu", "--trainer.devices=1", *_strategy_overrides(merged.get("trainer", {}))]
-    args += _placeholder_overrides(merged) + list(extra)
-    return TLCLI(args=args, run=False)
+    return instantiate_args(args + list(extra))
+
+
+def args_for(path: Path) -> list[str]:
+    rel = path.relative_to(CONFIGS)
+    slot = SLOTS.get(rel.parts[0]) if len(rel.parts) > 1 else None
+    if slot:
+        base = PPO_BASE if ("ppo" in rel.name or "prompt" in rel.name) else BASE
+        return ["--config", str(base), slot, str(path)]
+    cfg = _load(path) or {}
+    full = "config" in cfg or {"model", "data"} <= cfg.keys()
+    return ["--config", str(path)] if full else ["--config", str(BASE), "--config", str(path)]
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +120,7 @@ def _isolated(tmp_path, monkeypatch):
 def test_configs_exist():
     names = {p.relative_to(CONFIGS).as_posix() for p in ALL}
     for required in ["quickstart.yaml", "paper/sft_codellama7b.yaml", "trainer/cpu.yaml", "trainer/ddp.yaml",
+                     "callbacks/sft.yaml", "callbacks/ppo.yaml", "model/sft_tiny.yaml", "data/quickstart_sft.yaml",
                      "trainer/fsdp.yaml", "trainer/fsdp2.yaml", "logger/csv.yaml", "logger/wandb.yaml",
                      "experiments/sft_none.yaml", "experiments/sft_mae.yaml", "experiments/sft_pkt.yaml",
                      "experiments/sft_mae_pkt.yaml"]:
@@ -100,9 +129,7 @@ def test_configs_exist():
 
 @pytest.mark.parametrize("path", [p for p in ALL if not is_sweep(_load(p))], ids=lambda p: p.relative_to(CONFIGS).as_posix())
 def test_config_instantiates(path):
-    cfg = _load(path)
-    files = [path] if {"model", "data"} <= cfg.keys() else [BASE, path]
-    cli = instantiate(files)
+    cli = instantiate_args(args_for(path))
     assert cli.model is not None and cli.datamodule is not None and cli.trainer is not None
     if isinstance(cli.model, TLSFTModule):  # (an evaluation module may prefer its checkpoint's own tokenizer)
         assert cli.model.tokenizer is cli.datamodule.tokenizer
@@ -117,23 +144,41 @@ def test_ablation_files_flip_only_the_flags(name, mae, pkt):
 
 
 def test_paper_config_has_the_paper_settings():
-    cfg = _load(CONFIGS / "paper" / "sft_codellama7b.yaml")
+    cfg = resolve(["--config", str(CONFIGS / "paper" / "sft_codellama7b.yaml")])
     init = cfg["model"]["init_args"]
     assert (init["lr"], init["lr_schedule"], init["warmup_ratio"], init["w_max"]) == (1e-6, "cosine", 0.01, 9.0)
     assert init["use_mae"] and init["use_pkt"]
     assert cfg["trainer"]["precision"] == "bf16-mixed" and cfg["trainer"]["max_epochs"] == 1
     assert cfg["trainer"]["strategy"]["class_path"].endswith("FSDPStrategy")
+    assert str(cfg["trainer"]["strategy"]["init_args"]["sharding_strategy"]).endswith("FULL_SHARD")
+
+
+def test_experiment_files_compose_base_files_instead_of_inlining_them():
+    """quickstart.yaml, ppo_quickstart.yaml and paper/*.yaml name their trainer, logger and callbacks files;
+    the quick start resolves to the same settings as the component files."""
+    for path in [BASE, PPO_BASE, *sorted((CONFIGS / "paper").glob("*.yaml"))]:
+        raw = _load(path)
+        assert isinstance(raw["config"], str) and raw["config"].endswith(".yaml"), path
+        assert not isinstance(raw.get("trainer"), dict), f"{path}: trainer inlined"
+        assert str(raw["trainer.logger"]).endswith(".yaml") and str(raw["trainer.callbacks"]).endswith(".yaml"), path
+    cfg = resolve(["--config", str(BASE)])
+    assert cfg["trainer"]["accelerator"] == "cpu" and cfg["trainer"]["max_steps"] == 1400  # base + override
+    assert cfg["trainer"]["logger"]["init_args"]["save_dir"] == "${trainer.default_root_dir}"
+    assert [c["class_path"].rsplit(".", 1)[1] for c in cfg["trainer"]["callbacks"]] == [
+        "ModelCheckpoint", "LearningRateMonitor", "HFExportCallback"]
+    assert cfg["model"]["init_args"]["lr"] == 3e-3 and cfg["data"]["init_args"]["group_by_length"] is True
 
 
 @pytest.mark.parametrize("path", [p for p in ALL if is_sweep(_load(p))], ids=lambda p: p.relative_to(CONFIGS).as_posix())
 def test_sweep_file(path):
     sweep = _load(path)
     assert sweep.get("method") in {"grid", "random", "bayes"}
-    configs = [CONFIGS.parent / c for c in sweep.get("command", []) if str(c).endswith(".yaml")]
-    assert configs and all(c.exists() for c in configs), f"{path}: command must name existing configs"
-    extra = []
+    command = [str(c) for c in sweep.get("command", [])]
+    args = command[command.index("fit") + 1:]
+    args = [str(CONFIGS.parent / a) if a.endswith(".yaml") else a for a in args if a != "${args}"]
+    assert all(Path(a).exists() for a in args if a.endswith(".yaml")), f"{path}: command must name existing configs"
     for key, spec in sweep["parameters"].items():
         value = spec["values"][0] if "values" in spec else spec.get("value", spec.get("min"))
-        extra.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
-    cli = instantiate(configs, extra)
+        args.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
+    cli = instantiate_args(args)
     assert cli.model is not None

@@ -83,13 +83,22 @@ class RunStatusCallback(Callback):
 
     - At the end of ``fit``: prints a one-line summary, warns when the run stopped short (``max_time``,
       an interruption, a callback), and writes :func:`run_status` to ``<log dir>/run_status.json``.
-    - At every checkpoint: flushes the loggers, so the metrics of the steps a checkpoint holds are on disk
-      even if the process is killed before the logger's own flush.
+    - After every checkpoint: flushes the loggers at the next batch start (the checkpoint's own step is
+      logged only after the checkpoint callbacks run), so the metrics of every step a checkpoint holds are
+      on disk even if the process is killed before the logger's own flush.
     """
 
+    def __init__(self) -> None:
+        self._flush = False
+
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        for logger in trainer.loggers:
-            logger.save()
+        self._flush = True
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._flush:
+            self._flush = False
+            for logger in trainer.loggers:
+                logger.save()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         status = run_status(trainer)
@@ -100,10 +109,10 @@ class RunStatusCallback(Callback):
         else:
             rank_zero_warn(f"Run INCOMPLETE: stopped by {status['stopped_by']} after {planned}; the model is "
                            "under-trained (raise trainer.max_time, or resume with --ckpt_path).")
-        self._write(trainer, status)
+        # trainer.log_dir broadcasts from rank zero: every rank must ask.
+        self._write(Path(trainer.log_dir or trainer.default_root_dir), status)
 
     @rank_zero_only
-    def _write(self, trainer: Trainer, status: dict[str, Any]) -> None:
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+    def _write(self, run_dir: Path, status: dict[str, Any]) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run_status.json").write_text(json.dumps(status, indent=2) + "\n")

@@ -11,7 +11,6 @@ import torch
 import tl_lightning.data.datamodule as dm_mod
 from tl_lightning.data.batch import IGNORE_INDEX, TrajectoryBatch
 from tl_lightning.data.datamodule import ToolTrajectoryDataModule, encode_file
-from tl_lightning.data.paths import resolve_data_path
 from tl_lightning.data.readers import write_openai_jsonl
 from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
 
@@ -116,19 +115,32 @@ def test_picklable_and_no_cache_mode(train_file, tiny_tokenizer, tmp_path):
     assert clone.tokenizer.eos_token == "</s>"
 
 
-def test_quickstart_paths_resolve_lazily(monkeypatch, tmp_path):
-    import tl_lightning.synthetic.generator as synthetic
+def test_training_loader_shards_by_rank_itself(train_file, tiny_tokenizer, tmp_path):
+    """Under DDP each rank draws its share of one (seed, epoch) order; Lightning leaves the sampler in place."""
+    from types import SimpleNamespace
 
-    seen = []
-    monkeypatch.setattr(synthetic, "quickstart_path", lambda split="train": seen.append(split) or tmp_path / f"{split}.jsonl")
-    assert resolve_data_path("quickstart") == tmp_path / "train.jsonl"
-    assert resolve_data_path("quickstart:val") == tmp_path / "val.jsonl"
-    assert resolve_data_path("data/x.jsonl").name == "x.jsonl" and seen == ["train", "val"]
+    from torch.utils.data import DistributedSampler
+
+    shares = []
+    for rank in (0, 1):
+        dm = _dm(train_file, tiny_tokenizer, tmp_path, batch_size=1)
+        dm.setup("fit")
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        loader = dm.train_dataloader()
+        assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.num_replicas == 2
+        loader.sampler.set_epoch(0)
+        shares.append([b.ids[0] for b in loader])
+    n = len(dm.datasets["train"])
+    assert len(shares[0]) == len(shares[1]) == -(-n // 2)
+    assert set(shares[0]) | set(shares[1]) == set(dm.datasets["train"].ids)
 
 
 def test_bad_settings_fail_fast(tiny_tokenizer, tmp_path):
     with pytest.raises(ValueError, match="unknown template"):
         ToolTrajectoryDataModule(train_path="x", template="alpaca", tokenizer=tiny_tokenizer)
+    for bad in ({"batch_size": 0}, {"max_length": 0}, {"val_batch_size": -1}, {"num_workers": -1}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be >= "):
+            ToolTrajectoryDataModule(train_path="x", tokenizer=tiny_tokenizer, **bad)
     dm = ToolTrajectoryDataModule(train_path=None, tokenizer=tiny_tokenizer, cache_dir=str(tmp_path))
     dm.setup("fit")
     assert dm.val_dataloader() == []

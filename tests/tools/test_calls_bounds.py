@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from tl_lightning.tools.calls import MAX_TEXT_CHARS, ParseResult, _clean, parse_calls
+from tl_lightning.tools.call_parsers import clean
+from tl_lightning.tools.calls import MAX_TEXT_CHARS, ParseResult, parse_calls
 from tl_lightning.tools.literals import MAX_INT_DIGITS
 
 # Generous: the slowest input below takes a few ms; the old parser took 1 s to minutes on each.
@@ -192,7 +193,7 @@ def _short_texts(seed: int, n: int, alphabet: list[str]) -> list[str]:
 def test_fence_stripping_matches_the_old_regex():
     alphabet = ["`", "```", " ", "\n", "\t", "a", "py", "-", "_", "9", "(", "x", "</s>", "é", "\u2028"]
     for text in _short_texts(0, 20_000, alphabet):
-        assert _clean(text) == _old_clean(text), repr(text)
+        assert clean(text) == _old_clean(text), repr(text)
 
 
 def test_tool_call_blocks_match_the_old_regex():
@@ -229,7 +230,7 @@ def test_call_text_matches_ast_get_source_segment():
         result = parse_calls(text, "python")
         if not result.ok:
             continue
-        source = _clean(text)
+        source = clean(text)
         nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)]
         nodes.sort(key=lambda n: (n.lineno, n.col_offset))
         assert [c.raw for c in result.calls] == [ast.get_source_segment(source, n) for n in nodes], repr(text)

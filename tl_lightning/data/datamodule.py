@@ -241,6 +241,10 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
         self.batch_size, self.val_batch_size, self.num_workers = batch_size, val_batch_size or batch_size, num_workers
         self.error_categories = error_categories
         self.template = get_template(template, **(template_kwargs or {}))  # fails fast on an unknown name
+        for name, value, low in (("batch_size", batch_size, 1), ("val_batch_size", val_batch_size, 1), ("max_length", max_length, 1),
+                                 ("num_workers", num_workers, 0), ("pad_to_multiple_of", pad_to_multiple_of, 1)):
+            if value is not None and value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "encoded"
         self.pad_to_multiple_of = pad_to_multiple_of

@@ -22,7 +22,8 @@ works, and nothing costs more than its source text. Hence the rules:
   few characters ask for megabytes of digits.
 
 Anything else (a name, a call, an attribute, a comprehension, bytes, complex numbers) is a
-:class:`LiteralError` whose message names the value. A literal is never larger than its source,
+:class:`LiteralError` whose message says what was refused (the value itself where it is new to
+this check: the digits of an integer, an infinite float, a tuple key). A literal is never larger than its source,
 because nothing repeats or concatenates, so a caller's cap on the text caps the value's size too.
 """
 
@@ -57,7 +58,7 @@ _OPERATORS = (*_ARITHMETIC, ast.Pow)  # Pow only to refuse it with a message tha
 
 
 class LiteralError(ValueError):
-    """A value that is not an accepted literal; the message names it."""
+    """A value that is not an accepted literal; a ``ValueError``, so callers that catch those keep working."""
 
 
 def _show(value: Any, limit: int = 60) -> str:
