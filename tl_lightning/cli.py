@@ -37,6 +37,8 @@ from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from tl_lightning.data.paths import is_quickstart
+
 __all__ = ["ROOT_PLACEHOLDER", "RUN_OUTPUTS", "TLCLI", "TLSaveConfigCallback", "check_config"]
 
 #: Written as a value under ``trainer`` (a logger's ``save_dir``, a callback's ``dirpath``): replaced by
@@ -44,7 +46,6 @@ __all__ = ["ROOT_PLACEHOLDER", "RUN_OUTPUTS", "TLCLI", "TLSaveConfigCallback", "
 ROOT_PLACEHOLDER = "${trainer.default_root_dir}"
 #: What a run leaves in its run directory: their presence marks the directory as used.
 RUN_OUTPUTS = ("checkpoints", "hf", "metrics.csv", "config.yaml", "hparams.yaml", "run_status.json")
-_QUICKSTART = "quickstart"
 
 
 class TLSaveConfigCallback(SaveConfigCallback):
@@ -66,10 +67,6 @@ def _init_args(spec: Any) -> dict[str, Any]:
     if init is None:
         return {}
     return init.as_dict() if hasattr(init, "as_dict") else dict(init)
-
-
-def _is_quickstart(value: Any) -> bool:
-    return isinstance(value, str) and (value == _QUICKSTART or value.startswith(_QUICKSTART + ":"))
 
 
 def _check_ranges(section: str, args: dict[str, Any]) -> None:
@@ -97,7 +94,7 @@ def check_config(cfg: Any) -> None:
     data, model = _init_args(cfg.get("data")), _init_args(cfg.get("model"))
     for key in ("train_path", "val_path", "test_path"):
         value = data.get(key)
-        if value is None or _is_quickstart(value):
+        if value is None or is_quickstart(value):
             continue
         path = Path(value).expanduser()
         if not path.is_file():
@@ -255,7 +252,7 @@ class TLCLI(LightningCLI):
                     container[key] = value.replace(ROOT_PLACEHOLDER, root)
         check_config(cfg)
         data = _init_args(cfg.get("data"))
-        if any(_is_quickstart(v) for v in data.values()):
+        if any(is_quickstart(v) for v in data.values()):
             from tl_lightning.synthetic import ensure_quickstart_data
 
             ensure_quickstart_data()

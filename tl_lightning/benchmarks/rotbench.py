@@ -65,10 +65,11 @@ def split_react_system(value: str) -> tuple[str, list[dict[str, Any]]]:
     return value[:start], specs
 
 
-def dedupe_tools(specs: list[dict[str, Any]]) -> tuple[list[Tool], list[str]]:
+def dedupe_tools(specs: list[dict[str, Any]]) -> tuple[list[Tool], dict[str, list[str]]]:
     """Tools from specs, keeping the first of any repeated name (a Trajectory needs unique names).
 
-    Returns the tools and the names that were repeated, so the caller can record them.
+    Returns the tools and the case metadata that records the repeated names (``{"duplicate_tools": [...]}``,
+    empty when there are none), so that reports can list them.
     """
     tools: dict[str, Tool] = {}
     repeated: list[str] = []
@@ -78,7 +79,7 @@ def dedupe_tools(specs: list[dict[str, Any]]) -> tuple[list[Tool], list[str]]:
             repeated.append(tool.name)
             continue
         tools[tool.name] = tool
-    return list(tools.values()), repeated
+    return list(tools.values()), ({"duplicate_tools": repeated} if repeated else {})
 
 
 def official_react_slices(text: str) -> tuple[str, str]:
@@ -142,7 +143,7 @@ def _record_to_case(rec: Any, index: int, level: str) -> EvalCase:
     system, specs = split_react_system(conv[0]["value"])
     if len(specs) < 2:
         raise ValueError(f"expected the ask-user and finish tools last, got {len(specs)} tool(s)")
-    tools, repeated = dedupe_tools(specs)
+    tools, duplicates = dedupe_tools(specs)
     query = conv[1]["value"]
     if not isinstance(query, str):
         raise ValueError("user value is not a string")
@@ -157,9 +158,8 @@ def _record_to_case(rec: Any, index: int, level: str) -> EvalCase:
         "ask_tool": specs[-2]["name"],
         "finish_tool": specs[-1]["name"],
         "gold_thoughts": [_thought(a) for a in answers],
+        **duplicates,
     }
-    if repeated:
-        meta["duplicate_tools"] = repeated
     return EvalCase(
         id=f"rotbench-{level}-{index:04d}",
         index=index,

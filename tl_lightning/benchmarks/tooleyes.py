@@ -30,10 +30,8 @@ def _record_to_task(rec, index: int, max_turns: int) -> MultiTurnTask:
     if [c.get("from") for c in conv[:2]] != ["system", "user"]:
         raise ValueError(f"conversations must start [system, user], got {[c.get('from') for c in conv]}")
     system, specs = split_react_system(conv[0]["value"])
-    tools, repeated = dedupe_tools(specs)
-    meta = {"path": rec.get("path", ""), "finish_tool": specs[-1]["name"] if specs else ""}
-    if repeated:
-        meta["duplicate_tools"] = repeated
+    tools, duplicates = dedupe_tools(specs)
+    meta = {"path": rec.get("path", ""), "finish_tool": specs[-1]["name"] if specs else "", **duplicates}
     return MultiTurnTask(
         id=f"tooleyes-{index:04d}",
         index=index,

@@ -28,7 +28,15 @@ from typing import Any, Literal, TypeVar
 from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
 
 __all__ = [
+    "BAD_ARGUMENTS",
     "BAD_JSON",
+    "BAD_RECORD",
+    "BAD_TOOLS",
+    "EMPTY",
+    "MISSING_FEEDBACK",
+    "ORPHAN_FEEDBACK",
+    "UNKNOWN_ROLE",
+    "UNSUPPORTED",
     "RawRecord",
     "RecordError",
     "convert_records",
@@ -40,8 +48,17 @@ __all__ = [
 T = TypeVar("T")
 Layout = Literal["auto", "array", "lines"]
 
-#: The problem kind of a record whose JSON does not decode (the first words of its error message).
+# Problem kinds: the first word(s) of every TrajectoryFormatError message, and the keys of
+# ReadReport.reasons (so a lenient read says how many records were skipped for each).
 BAD_JSON = "invalid JSON"
+UNKNOWN_ROLE = "unknown role"
+BAD_ARGUMENTS = "malformed JSON arguments"
+ORPHAN_FEEDBACK = "feedback with no preceding call"
+MISSING_FEEDBACK = "call with no feedback"
+EMPTY = "empty trajectory"
+BAD_TOOLS = "tools not parseable"
+BAD_RECORD = "malformed record"
+UNSUPPORTED = "unsupported conversation"
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
 

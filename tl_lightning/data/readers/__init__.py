@@ -21,9 +21,9 @@ from typing import Any
 from tl_lightning.data.errors import TrajectoryFormatError
 from tl_lightning.data.feedback import FeedbackClassifier
 from tl_lightning.data.readers import openai, sharegpt, tl_raw
-from tl_lightning.data.readers._common import BAD_RECORD, ReadResult
+from tl_lightning.data.readers._common import ReadResult
 from tl_lightning.data.readers.openai import write_openai_jsonl
-from tl_lightning.data.records import RawRecord, convert_records
+from tl_lightning.data.records import BAD_RECORD, RawRecord, convert_records
 from tl_lightning.data.schema import Trajectory
 
 __all__ = ["FORMATS", "ReadResult", "detect_format", "read_trajectories", "write_openai_jsonl"]

@@ -16,7 +16,18 @@ from typing import Any, Literal, overload
 
 from tl_lightning.data.errors import ReadReport
 from tl_lightning.data.feedback import FeedbackClassifier, step_category
-from tl_lightning.data.records import RecordError, describe_exception
+from tl_lightning.data.records import (
+    BAD_ARGUMENTS,
+    BAD_RECORD,
+    BAD_TOOLS,
+    EMPTY,
+    MISSING_FEEDBACK,
+    ORPHAN_FEEDBACK,
+    UNKNOWN_ROLE,
+    UNSUPPORTED,
+    RecordError,
+    describe_exception,
+)
 from tl_lightning.data.schema import FINISH_TOOL, Message, Step, Tool, ToolCall, Trajectory
 
 __all__ = [
@@ -31,16 +42,6 @@ __all__ = [
 
 logger = logging.getLogger("tl_lightning.data.readers")
 
-# Problem kinds: the first word(s) of every TrajectoryFormatError message, and the keys of
-# ReadReport.reasons (so a lenient read says how many records were skipped for each).
-UNKNOWN_ROLE = "unknown role"
-BAD_ARGUMENTS = "malformed JSON arguments"
-ORPHAN_FEEDBACK = "feedback with no preceding call"
-MISSING_FEEDBACK = "call with no feedback"
-EMPTY = "empty trajectory"
-BAD_TOOLS = "tools not parseable"
-BAD_RECORD = "malformed record"
-UNSUPPORTED = "unsupported conversation"
 
 
 class ReadResult(Sequence[Trajectory]):

@@ -22,15 +22,13 @@ from typing import Any
 
 from tl_lightning.data.feedback import FeedbackClassifier
 from tl_lightning.data.readers._common import (
-    BAD_ARGUMENTS,
-    BAD_RECORD,
     Event,
     build_trajectory,
     iter_messages,
     parse_arguments,
     parse_tools,
 )
-from tl_lightning.data.records import RecordError
+from tl_lightning.data.records import BAD_ARGUMENTS, BAD_RECORD, RecordError
 from tl_lightning.data.schema import ToolCall, Trajectory
 
 __all__ = ["detect", "record_to_trajectory"]

@@ -22,16 +22,8 @@ import re
 from typing import Any
 
 from tl_lightning.data.feedback import FeedbackClassifier
-from tl_lightning.data.readers._common import (
-    BAD_ARGUMENTS,
-    BAD_RECORD,
-    BAD_TOOLS,
-    Event,
-    build_trajectory,
-    iter_messages,
-    parse_tools,
-)
-from tl_lightning.data.records import RecordError
+from tl_lightning.data.readers._common import Event, build_trajectory, iter_messages, parse_tools
+from tl_lightning.data.records import BAD_ARGUMENTS, BAD_RECORD, BAD_TOOLS, RecordError
 from tl_lightning.data.schema import ToolCall, Trajectory
 
 __all__ = ["detect", "parse_assistant", "record_to_trajectory", "split_system"]
