@@ -24,7 +24,10 @@ from typing import Any
 
 from tl_lightning.data.schema import FINISH_TOOL, FeedbackCategory, Tool, ToolCall, finish_tool
 
-__all__ = ["MAX_DEPTH", "Environment", "Outcome", "as_list", "check_arguments"]
+# The parser refuses deeper values too: a value deeper than this never reaches a tool (or json.dumps).
+from tl_lightning.tools.literals import MAX_DEPTH
+
+__all__ = ["Environment", "Outcome", "as_list", "check_arguments"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,6 @@ def as_list(x: Any) -> list:
     return list(x) if isinstance(x, list | tuple) else [x]
 
 
-#: Deeper values are refused before any tool (or ``json.dumps``) recurses into them.
-MAX_DEPTH = 64
 # Below this many bits an int always has fewer than Python's 4,300-digit str() limit, so only larger
 # ints pay for a str() to learn whether they can be written as text (JSON) at all.
 _SAFE_INT_BITS = 14_000
