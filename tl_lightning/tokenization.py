@@ -9,10 +9,10 @@ Training (:mod:`tl_lightning.data.encode`) and generation (:mod:`tl_lightning.ge
 through :func:`tokenize_with_offsets`, so a prompt at test time gets exactly the ids it had in training.
 
 Digits are split one per token (as LLaMA's tokenizer does): BPE merges of digit runs make a
-small model mis-copy numbers (DESIGN.md §5). With ``whole_identifiers`` (the shipped tokenizer),
+small model mis-copy numbers (DESIGN.md §5). With ``whole_identifiers`` (``tl-tiny``),
 underscores count as letters when pre-splitting, so BPE may merge a whole ``snake_case`` identifier
 (a tool or parameter name) into one token: choosing a tool is then one decision of a tiny model,
-not a run of sub-word guesses.
+not a run of sub-word guesses. ``tl-small`` (the base model's) splits them at ``_`` as real LLM tokenizers do.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # transformers is imported on first use: the CLI's argument c
 
 __all__ = [
     "SHIPPED_TOKENIZERS",
+    "SMALL_CHAT_TEMPLATE",
+    "SMALL_TOKENIZER",
     "SPECIAL_TOKENS",
     "TINY_TOKENIZER",
     "check_tokenizer_source",
@@ -97,15 +99,53 @@ def train_bpe_tokenizer(
 #: Name under which :func:`load_tokenizer` returns the tokenizer shipped in ``tl_lightning/assets/tokenizer``.
 TINY_TOKENIZER = "tl-tiny"
 
-#: Every name :func:`load_tokenizer` resolves without a path or the hub.
-SHIPPED_TOKENIZERS = (TINY_TOKENIZER,)
+#: The sub-word tokenizer of the pretrained base model (``tl_lightning/assets/tokenizer_small``): byte-level BPE
+#: over the pretraining corpus plus English, identifiers split at ``_`` as real LLM tokenizers split them.
+SMALL_TOKENIZER = "tl-small"
+
+#: Every name :func:`load_tokenizer` resolves without a path or the hub, and its folder under ``assets/``.
+SHIPPED_TOKENIZERS = (TINY_TOKENIZER, SMALL_TOKENIZER)
+_SHIPPED_DIRS = {TINY_TOKENIZER: "tokenizer", SMALL_TOKENIZER: "tokenizer_small"}
+
+#: ``tl-small``'s chat template: ChatML turns, tools as JSON lines in the system turn, each call as
+#: ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` and tool replies in ``<tool_response>`` (the
+#: Qwen2.5 layout, which the ``json`` call parser reads). Prefix-stable, as the ``chat_template`` format needs.
+SMALL_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}{%- set system = messages[0]['content'] %}"
+    "{%- else %}{%- set system = 'You are a helpful assistant.' %}{%- endif %}"
+    "{{- '<|im_start|>system\\n' + system }}"
+    "{%- if tools %}"
+    "{{- '\\n\\n# Tools\\nCall a function by writing <tool_call>{\"name\": ..., \"arguments\": {...}}</tool_call>.\\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}"
+    "{{- '\\n</tools>' }}"
+    "{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'user' or (message['role'] == 'assistant' and not message.get('tool_calls')) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant' }}"
+    "{%- if message['content'] %}{{- '\\n' + message['content'] }}{%- endif %}"
+    "{%- for call in message['tool_calls'] %}{%- set call = call['function'] if call['function'] is defined else call %}"
+    "{{- '\\n<tool_call>{\"name\": \"' + call['name'] + '\", \"arguments\": ' + (call['arguments'] | tojson) + '}</tool_call>' }}"
+    "{%- endfor %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- elif message['role'] == 'tool' %}"
+    "{{- '<|im_start|>tool\\n<tool_response>' + message['content'] + '</tool_response><|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
 
 # A Hugging Face hub id: ``name`` or ``org/name`` of letters, digits, ``-``, ``_`` and ``.``.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-def shipped_tokenizer_dir() -> Path:
-    return Path(__file__).resolve().parent / "assets" / "tokenizer"
+def shipped_tokenizer_dir(name: str = TINY_TOKENIZER) -> Path:
+    """The folder of the shipped tokenizer called ``name`` (one of :data:`SHIPPED_TOKENIZERS`)."""
+    if name not in _SHIPPED_DIRS:
+        raise ValueError(f"no shipped tokenizer {name!r}; shipped: {', '.join(SHIPPED_TOKENIZERS)}")
+    return Path(__file__).resolve().parent / "assets" / _SHIPPED_DIRS[name]
 
 
 def hub_source_problem(name: str) -> str | None:
@@ -145,7 +185,7 @@ def check_tokenizer_source(name: object) -> None:
 
 
 def load_tokenizer(name_or_path: str = TINY_TOKENIZER, **kwargs) -> PreTrainedTokenizerFast:
-    """Load a fast tokenizer by hub name or local path (``"tl-tiny"`` = the shipped one).
+    """Load a fast tokenizer by hub name or local path (``"tl-tiny"``, ``"tl-small"``: the shipped ones).
 
     Encoding needs character offsets, which only fast tokenizers give, so a slow one is an error.
     A tokenizer with no pad token (LLaMA's) pads with EOS; padding is always masked out, so the
@@ -154,7 +194,7 @@ def load_tokenizer(name_or_path: str = TINY_TOKENIZER, **kwargs) -> PreTrainedTo
     from transformers import AutoTokenizer
 
     check_tokenizer_source(name_or_path)
-    path = str(shipped_tokenizer_dir()) if name_or_path == TINY_TOKENIZER else name_or_path
+    path = str(shipped_tokenizer_dir(name_or_path)) if name_or_path in SHIPPED_TOKENIZERS else name_or_path
     tok = AutoTokenizer.from_pretrained(path, **kwargs)
     if not getattr(tok, "is_fast", False):
         raise ValueError(

@@ -1,0 +1,290 @@
+"""Pretrain a small LLaMA from scratch on the tool-use corpus with a plain causal-LM loss.
+
+    python -m tl_lightning.synthetic.pretrain --out data/pretrain --seed 0 --n 20000
+    python scripts/pretrain_base.py --corpus data/pretrain --out runs/pretrain_base --hidden 256 --layers 4 --heads 4 \\
+        --seq-len 1536 --batch-rows 4 --max-steps 900 --max-minutes 60 --seed 0   # same command again = resume
+    python scripts/pretrain_base.py --corpus data/pretrain --out runs/probe --max-steps 30 --overwrite   # tokens/s probe
+
+Pick ``--max-steps`` from the probe's tokens/s: a step trains about 5,900 tokens at ``--seq-len 1536 --batch-rows 4``
+(rows are ~97% full), so one hour is about ``3500 * tokens_per_s / 5900`` steps; the cosine schedule ends there.
+
+Plain PyTorch, one process (``--threads``, default 2): the point is exact reproducibility and resume,
+not scale. Every document of ``train.jsonl`` is tokenized once (cached beside the checkpoint), truncated
+to ``--seq-len`` and packed into rows: documents of a window are placed first-fit-decreasing, each with
+``position_ids`` restarting at 0, so transformers builds a block-diagonal mask and every document is
+seen from position 0 as a fine-tuning prompt would be. The first token of each document gets no loss (it
+would be predicted from the previous document). The row order of epoch ``e`` is drawn from ``seed + e``,
+so the data of step ``s`` is a function of the seed and ``s`` alone, which is what makes resume exact:
+``checkpoint.pt`` holds the model, AdamW, the step and the RNG state, and a resumed run continues with the
+same batches and the same losses as an uninterrupted one.
+
+Prints tokens/s (trained tokens, i.e. labelled ones, per wall-clock second) and the held-out loss on ``val.jsonl``; writes
+an HF directory (``<out>/hf``: safetensors, config, tokenizer) that ``from_pretrained`` loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from tl_lightning.tokenization import SMALL_TOKENIZER, load_tokenizer, tokenize_batch_with_offsets
+
+IGNORE = -100
+#: Arguments that define the run: a checkpoint written under other values is refused on resume.
+RUN_KEYS = ("corpus", "tokenizer", "hidden", "layers", "heads", "ffn", "seq_len", "batch_rows", "lr", "warmup",
+            "max_steps", "weight_decay", "seed")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", type=Path, required=True, help="folder with train.jsonl and val.jsonl")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--tokenizer", default=SMALL_TOKENIZER)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--ffn", type=int, default=None, help="MLP width (default: 3 x hidden)")
+    p.add_argument("--seq-len", type=int, default=1024, help="row length; longer documents are truncated")
+    p.add_argument("--batch-rows", type=int, default=8, help="rows per optimizer step")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps, then cosine to lr/10 at --max-steps")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--max-steps", type=int, required=True)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this much wall time")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--val-docs", type=int, default=200)
+    p.add_argument("--save-dtype", choices=["float32", "bfloat16"], default="float32", help="dtype of the HF export")
+    p.add_argument("--overwrite", action="store_true", help="start over even if <out>/checkpoint.pt exists")
+    args = p.parse_args(argv)
+    args.ffn = args.ffn or 3 * args.hidden
+    if args.hidden % args.heads:
+        p.error(f"--hidden {args.hidden} is not divisible by --heads {args.heads}")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------- data
+def tokenize_corpus(path: Path, tokenizer, seq_len: int, cache_dir: Path, limit: int | None = None) -> list[np.ndarray]:
+    """Token ids of every document of ``path`` (each at most ``seq_len``), cached by file and tokenizer hash."""
+    h = hashlib.sha256(path.read_bytes())
+    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    h.update(f"{seq_len}:{limit}".encode())
+    cache = cache_dir / f"tokens-{path.stem}-{h.hexdigest()[:16]}.npz"
+    if cache.exists():
+        data = np.load(cache)
+        return np.split(data["ids"], data["offsets"][1:-1])
+    texts = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = texts[:limit] if limit is not None else texts
+    docs = []
+    for lo in range(0, len(texts), 1024):
+        docs += [ids[:seq_len].astype(np.int32) for ids, _ in tokenize_batch_with_offsets(texts[lo : lo + 1024], tokenizer)]
+    offsets = np.cumsum([0] + [len(d) for d in docs])
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, ids=np.concatenate(docs), offsets=offsets)
+    return docs
+
+
+def pack(lengths: list[int], seq_len: int, rng: random.Random, window: int = 256) -> list[list[int]]:
+    """Document indices in rows of at most ``seq_len`` tokens, each index once: a permutation drawn from
+    ``rng`` cut into windows, first-fit-decreasing inside each window."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    rows: list[list[int]] = []
+    for lo in range(0, len(order), window):
+        chunk_rows: list[list[int]] = []
+        room: list[int] = []
+        for i in sorted(order[lo : lo + window], key=lambda i: (-lengths[i], i)):
+            slot = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
+            if slot is None:
+                chunk_rows.append([])
+                room.append(seq_len)
+                slot = len(room) - 1
+            chunk_rows[slot].append(i)
+            room[slot] -= lengths[i]
+        rows += chunk_rows
+    rng.shuffle(rows)
+    return rows
+
+
+def collate(docs: list[np.ndarray], rows: list[list[int]], seq_len: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``position_ids``, ``labels``: each [len(rows), seq_len]. Padding and the first token of
+    every document are IGNORE in ``labels``; positions restart at 0 per document (and for the padding)."""
+    ids = torch.full((len(rows), seq_len), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), seq_len), dtype=torch.long)
+    labels = torch.full((len(rows), seq_len), IGNORE, dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            d = torch.from_numpy(docs[i].astype(np.int64))
+            ids[r, at : at + len(d)] = d
+            pos[r, at : at + len(d)] = torch.arange(len(d))
+            labels[r, at + 1 : at + len(d)] = d[1:]
+            at += len(d)
+        pos[r, at:] = torch.arange(seq_len - at)
+    return {"input_ids": ids, "position_ids": pos, "labels": labels}
+
+
+class Batches:
+    """The batch of any step: epoch ``e``'s rows are packed with ``Random(seed + e)``; ``batch_rows`` rows per step."""
+
+    def __init__(self, docs: list[np.ndarray], seq_len: int, batch_rows: int, seed: int, pad_id: int):
+        self.docs, self.seq_len, self.batch_rows, self.seed, self.pad_id = docs, seq_len, batch_rows, seed, pad_id
+        self._epoch, self._rows = -1, []
+        self.steps_per_epoch = len(self._epoch_rows(0)) // batch_rows
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"the corpus fills {len(self._rows)} rows of {seq_len} tokens, fewer than one batch of {batch_rows}")
+
+    def _epoch_rows(self, epoch: int) -> list[list[int]]:
+        if epoch != self._epoch:
+            self._epoch, self._rows = epoch, pack([len(d) for d in self.docs], self.seq_len, random.Random(self.seed + epoch))
+        return self._rows
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        epoch, k = divmod(step, self.steps_per_epoch)
+        rows = self._epoch_rows(epoch)[k * self.batch_rows : (k + 1) * self.batch_rows]
+        return collate(self.docs, rows, self.seq_len, self.pad_id)
+
+
+# ---------------------------------------------------------------------------------------------- model
+def build_model(args: argparse.Namespace, vocab_size: int, tokenizer) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
+        num_key_value_heads=args.heads, intermediate_size=args.ffn, max_position_embeddings=max(2048, args.seq_len),
+        tie_word_embeddings=True, rms_norm_eps=1e-6, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(args.seed)
+    return LlamaForCausalLM(config)
+
+
+def lm_loss(model: LlamaForCausalLM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Token-mean next-token cross-entropy over the labelled tokens (padding and document starts excluded)."""
+    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE)
+
+
+def lr_at(step: int, args: argparse.Namespace) -> float:
+    """Linear warm-up to ``lr`` over ``warmup`` steps, then cosine down to ``lr / 10`` at ``max_steps``."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = min(1.0, (step - args.warmup) / max(1, args.max_steps - args.warmup))
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: LlamaForCausalLM, args: argparse.Namespace) -> torch.optim.AdamW:
+    # Weight decay on matrices only: decaying norms' gains and the (tied) embedding hurts small models.
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+@torch.no_grad()
+def evaluate(model: LlamaForCausalLM, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Held-out loss: the token mean over every labelled token of ``batches``."""
+    model.eval()
+    total, count = 0.0, 0
+    for b in batches:
+        n = int((b["labels"][:, 1:] != IGNORE).sum())
+        total += lm_loss(model, b).item() * n
+        count += n
+    model.train()
+    return total / max(count, 1)
+
+
+def save_checkpoint(path: Path, model, optimizer, step: int, tokens: int, run: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "tokens": tokens,
+                "run": run, "torch_rng": torch.get_rng_state()}, tmp)
+    tmp.replace(path)  # a run killed while saving keeps the previous checkpoint
+
+
+def export_hf(out: Path, model: LlamaForCausalLM, tokenizer, dtype: str) -> None:
+    model.to(getattr(torch, dtype)).save_pretrained(out, safe_serialization=True)
+    model.float()
+    tokenizer.save_pretrained(out, save_jinja_files=False)  # chat template inside tokenizer_config.json (*.json ships)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    run = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k in RUN_KEYS}
+    tokenizer = load_tokenizer(args.tokenizer)
+    t0 = time.perf_counter()
+    docs = tokenize_corpus(args.corpus / "train.jsonl", tokenizer, args.seq_len, args.out)
+    val_docs = tokenize_corpus(args.corpus / "val.jsonl", tokenizer, args.seq_len, args.out, limit=args.val_docs)
+    batches = Batches(docs, args.seq_len, args.batch_rows, args.seed, tokenizer.pad_token_id)
+    val_rows = pack([len(d) for d in val_docs], args.seq_len, random.Random(0))
+    val = [collate(val_docs, val_rows[i : i + args.batch_rows], args.seq_len, tokenizer.pad_token_id)
+           for i in range(0, len(val_rows), args.batch_rows)]
+    n_tok = sum(map(len, docs))
+    print(f"corpus: {len(docs)} documents, {n_tok:,} tokens ({sum(len(d) == args.seq_len for d in docs)} truncated), "
+          f"{batches.steps_per_epoch} steps/epoch; tokenized in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    model = build_model(args, len(tokenizer), tokenizer)
+    model.train()
+    optimizer = make_optimizer(model, args)
+    ckpt_path = args.out / "checkpoint.pt"
+    step, tokens = 0, 0
+    if ckpt_path.exists() and not args.overwrite:
+        state = torch.load(ckpt_path, weights_only=False)
+        if state["run"] != run:
+            diff = {k: (state["run"].get(k), v) for k, v in run.items() if state["run"].get(k) != v}
+            raise SystemExit(f"{ckpt_path} was written by another run (checkpoint vs now: {diff}); pass --overwrite to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step, tokens = state["step"], state["tokens"]
+        print(f"resumed from {ckpt_path} at step {step}", flush=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {n_params / 1e6:.2f}M parameters (hidden {args.hidden}, {args.layers} layers, {args.heads} heads, "
+          f"ffn {args.ffn}, vocab {len(tokenizer)}); training to step {args.max_steps}", flush=True)
+
+    start, window_t, window_tok = time.perf_counter(), time.perf_counter(), 0
+    while step < args.max_steps:
+        batch = batches(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args)
+        loss = lm_loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        real = int((batch["labels"] != IGNORE).sum())  # tokens the loss trained on (padding and document starts excluded)
+        tokens += real
+        window_tok += real
+        if step % args.log_every == 0:
+            now = time.perf_counter()
+            print(f"step {step} loss {loss.item():.4f} lr {lr_at(step - 1, args):.2e} tokens/s {window_tok / (now - window_t):.0f} "
+                  f"tokens {tokens:,}", flush=True)
+            window_t, window_tok = now, 0
+        out_of_time = args.max_minutes is not None and time.perf_counter() - start > 60 * args.max_minutes
+        if step % args.eval_every == 0 or step == args.max_steps:
+            print(f"step {step} val_loss {evaluate(model, val):.4f}", flush=True)
+        if step % args.save_every == 0 or step == args.max_steps or out_of_time:
+            save_checkpoint(ckpt_path, model, optimizer, step, tokens, run)
+        if out_of_time:
+            print(f"stopped by --max-minutes at step {step}; run the same command again to resume", flush=True)
+            break
+    elapsed = time.perf_counter() - start
+    export_hf(args.out / "hf", model, tokenizer, args.save_dtype)
+    print(f"done: step {step}, {tokens:,} tokens this far, {elapsed:.0f} s this session; HF model in {args.out / 'hf'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
