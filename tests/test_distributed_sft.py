@@ -164,3 +164,17 @@ def test_resume_mid_epoch_continues_with_the_same_batches_and_losses(tmp_path, g
     for step in resumed.losses:
         assert resumed.first_ids[step] == full.first_ids[step], step
         assert resumed.losses[step] == pytest.approx(full.losses[step], abs=1e-6), step
+
+
+def test_ddp_with_packing_equals_one_process_with_the_global_token_budget(tmp_path):
+    """Packed batches under DDP: two processes at 512 tokens each train on the rows one process sees at 1024 (the
+    plan is made for the global budget and dealt to the ranks), so the logged global losses agree."""
+    from test_resume import _config, _fit, _losses
+
+    steps = "--trainer.max_steps=4"
+    _fit(_config(tmp_path, group_by_length=False, devices=1, packing=True), tmp_path / "one", steps)
+    _fit(_config(tmp_path, group_by_length=False, devices=2, packing=True), tmp_path / "two", steps)
+    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert sorted(one) == sorted(two) == [0, 1, 2, 3]
+    for step in one:
+        assert float(two[step]) == pytest.approx(float(one[step]), abs=1e-5), step

@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tl_lightning.losses import loss_positions, pkt_weights, weighted_masked_nll
+from tl_lightning.losses import (
+    HiddenAtLossPositions,
+    chunked_nll,
+    dropped_step_fraction,
+    loss_positions,
+    pkt_weights,
+    weighted_masked_nll,
+)
 
 I = -100  # noqa: E741  (IGNORE_INDEX, short so the tensors below line up)
 
@@ -202,3 +209,71 @@ def test_ignore_index_is_the_data_layers():
     from tl_lightning.data import batch
 
     assert losses.IGNORE_INDEX == batch.IGNORE_INDEX
+
+
+def test_pkt_weights_with_segments_count_each_trajectory_of_a_row_apart():
+    """Two trajectories back to back in one row, told apart by segment ids: each (trajectory, step) keeps its own
+    counts. Identical copies give the weights of two rows; when the second loses step 2's non-key tokens, its key
+    weight is 1 (0/1 clipped) and the first's stays 9, where merged (row, step) counts would give both 11/2 = 5.5."""
+    labels, key, step, err = _row()
+    two_rows = pkt_weights(*(t.unsqueeze(0).repeat(2, 1) for t in (labels, key, step, err)))
+    packed = pkt_weights(*(torch.cat([t, t]).unsqueeze(0) for t in (labels, key, step, err)),
+                         segment_ids=torch.tensor([[0] * 24 + [1] * 24]), num_segments=2)
+    assert torch.equal(packed.view(2, 24), two_rows)
+    labels2 = labels.clone()
+    labels2[12:23] = I  # the second trajectory's step 2 has only its key token left: its weight clips to 1
+    mixed = pkt_weights(*(torch.cat([a, b]).unsqueeze(0) for a, b in zip((labels, key, step, err), (labels2, key, step, err), strict=True)),
+                        segment_ids=torch.tensor([[0] * 24 + [1] * 24]), num_segments=2)
+    assert mixed[0, 11].item() == 9.0 and mixed[0, 24 + 11].item() == 1.0
+    with pytest.raises(ValueError, match="num_segments"):
+        pkt_weights(labels.unsqueeze(0), key.unsqueeze(0), step.unsqueeze(0), err.unsqueeze(0), segment_ids=step.unsqueeze(0))
+
+
+def test_dropped_step_fraction_hand_computed():
+    """_row() has 4 supervised steps; MAE drops step 3: 1/4. A second row without errors: 1/8 over the batch."""
+    labels, key, step, err = _row()
+    w = pkt_weights(labels.unsqueeze(0), key.unsqueeze(0), step.unsqueeze(0), err.unsqueeze(0))
+    assert dropped_step_fraction(labels.unsqueeze(0), step.unsqueeze(0), w).item() == 0.25
+    b = [t.unsqueeze(0).repeat(2, 1) for t in (labels, key, step, err)]
+    b[3][1] = False
+    w2 = pkt_weights(*b)
+    assert dropped_step_fraction(b[0], b[2], w2).item() == 0.125
+    empty = torch.full((1, 4), I)
+    assert dropped_step_fraction(empty, torch.full((1, 4), -1), torch.zeros(1, 4)).item() == 0.0
+
+
+def test_index_path_equals_the_positions_path():
+    """A flat index (what batches carry from collate time) gives the loss, stats and gradient of the mask."""
+    torch.manual_seed(0)
+    labels, key, step, err = (t.unsqueeze(0).repeat(2, 1) for t in _row())
+    w = pkt_weights(labels, key, step, err)
+    logits = torch.randn(2, 24, 11, requires_grad=True)
+    index = loss_positions(labels, w).reshape(-1).nonzero().squeeze(1)
+    a, sa = weighted_masked_nll(logits, labels, w, key_mask=key)
+    b, sb = weighted_masked_nll(logits, labels, w, key_mask=key, index=index)
+    assert torch.equal(a, b) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    with pytest.raises(ValueError, match=f"{index.numel()} loss positions"):
+        weighted_masked_nll(torch.randn(3, 11), labels, w, index=index)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 16, 1000])
+def test_chunked_nll_equals_the_unchunked_loss_and_gradient(chunk):
+    """float32: head + CE in checkpointed chunks == one [N, V] pass, loss and gradients (hidden, head) to 1e-6."""
+    torch.manual_seed(0)
+    labels, key, step, err = (t.unsqueeze(0).repeat(3, 1) for t in _row())
+    w = pkt_weights(labels, key, step, err)
+    n = int(loss_positions(labels, w).sum())
+    head = torch.nn.Linear(16, 300, bias=False)
+    hidden = torch.randn(n, 16, requires_grad=True)
+    full, stats_full = weighted_masked_nll(head(hidden), labels, w, key_mask=key)
+    g_full = torch.autograd.grad(full, [hidden, head.weight])
+    chunked, stats_chunked = weighted_masked_nll(HiddenAtLossPositions(hidden, head, chunk), labels, w, key_mask=key)
+    g_chunked = torch.autograd.grad(chunked, [hidden, head.weight])
+    torch.testing.assert_close(chunked, full, rtol=0, atol=1e-6)
+    for a, b in zip(g_chunked, g_full, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    torch.testing.assert_close(stats_chunked["nll"], stats_full["nll"], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        chunked_nll(hidden, head, torch.zeros(n, dtype=torch.long), 0)
+    with pytest.raises(ValueError, match=f"N = {n} loss positions"):
+        weighted_masked_nll(HiddenAtLossPositions(hidden[:-1], head, chunk), labels, w)

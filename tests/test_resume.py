@@ -29,7 +29,7 @@ TESTS = Path(__file__).resolve().parent
 MAX_STEPS, CKPT_EVERY, KILL_AT = 12, 4, 6
 
 
-def _config(tmp_path: Path, group_by_length: bool, devices: int) -> Path:
+def _config(tmp_path: Path, group_by_length: bool, devices: int, packing: bool = False) -> Path:
     from tl_lightning.data.paths import resolve_data_path
 
     train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
@@ -54,7 +54,9 @@ def _config(tmp_path: Path, group_by_length: bool, devices: int) -> Path:
                  "init_args": {"train_path": str(train), "val_path": str(val), "template": "python_sig", "max_length": 256,
                                "batch_size": 4 // devices, "group_by_length": group_by_length, "cache": False}},
     }
-    path = tmp_path / f"cfg-{group_by_length}-{devices}.yaml"
+    if packing:  # 33 trajectories of <= 256 tokens, ~4 per global batch of 1024 tokens: 8 batches per epoch
+        cfg["data"]["init_args"].update(packing=True, max_tokens_per_batch=1024 // devices)
+    path = tmp_path / f"cfg-{group_by_length}-{devices}-{packing}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -100,9 +102,10 @@ def _losses(root: Path) -> dict[int, str]:
 
 
 @pytest.mark.parametrize("devices", [1, 2], ids=["1proc", "ddp2"])
-@pytest.mark.parametrize("group_by_length", [False, True], ids=["random", "grouped"])
-def test_sigkilled_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path, group_by_length, devices):
-    config = _config(tmp_path, group_by_length, devices)
+@pytest.mark.parametrize(("group_by_length", "packing"), [(False, False), (True, False), (False, True)],
+                         ids=["random", "grouped", "packed"])
+def test_sigkilled_run_resumes_with_the_losses_of_an_uninterrupted_run(tmp_path, group_by_length, packing, devices):
+    config = _config(tmp_path, group_by_length, devices, packing)
     full, run = tmp_path / "full", tmp_path / "run"
     _fit(config, full)
     _fit_and_kill(config, run)

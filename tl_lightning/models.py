@@ -26,7 +26,8 @@ from transformers import (
 from tl_lightning.tokenization import TINY_TOKENIZER, hub_source_problem, resolve_tokenizer
 
 __all__ = [
-    "TINY_MODEL", "TINY_CONFIG", "check_model_source", "decoder_layer_class", "load_causal_lm", "logits_only_at",
+    "TINY_MODEL", "TINY_CONFIG", "check_model_source", "decoder_layer_class", "hidden_states_at", "load_causal_lm",
+    "logits_only_at",
 ]
 
 #: Name of the default model: a LLaMA built from :data:`TINY_CONFIG`, randomly initialised.
@@ -161,6 +162,27 @@ def decoder_layer_class(model: nn.Module) -> set[type[nn.Module]]:
     return classes
 
 
+def _gather_rows(hidden: torch.Tensor, where: torch.Tensor, what: str) -> torch.Tensor:
+    """``hidden`` [B, L, H] -> [N, H] at ``where``: a [B, L] bool mask, or a flat [N] long index into [B * L].
+
+    The index needs no host sync (its size is known); the mask does (``N`` is its count)."""
+    if where.dtype == torch.bool:
+        if hidden.shape[:2] != where.shape:
+            raise ValueError(
+                f"{what}: the head got hidden states {tuple(hidden.shape)}, expected [B, L] = "
+                f"{tuple(where.shape)} (was the model called with logits_to_keep?)"
+            )
+        return hidden[where]
+    return hidden.reshape(-1, hidden.shape[-1]).index_select(0, where)
+
+
+def _output_embedding(model: nn.Module) -> nn.Module:
+    head = model.get_output_embeddings()
+    if head is None:
+        raise TypeError(f"{type(model).__name__} has no output embedding to restrict the logits of")
+    return head
+
+
 @contextmanager
 def logits_only_at(model: nn.Module, positions: torch.Tensor) -> Iterator[None]:
     """Inside the block, ``model(...).logits`` is [N, V]: the rows at ``positions`` only, row-major.
@@ -174,23 +196,48 @@ def logits_only_at(model: nn.Module, positions: torch.Tensor) -> Iterator[None]:
 
     Args:
         model: an HF causal LM (anything with ``get_output_embeddings()``).
-        positions: [B, L] bool over the input positions, e.g. :func:`tl_lightning.losses.loss_positions`.
+        positions: [B, L] bool over the input positions, e.g. :func:`tl_lightning.losses.loss_positions`,
+            or the same positions as an ascending flat [N] long index into [B * L] (``TrajectoryBatch.loss_index``).
     """
-    head = model.get_output_embeddings()
-    if head is None:
-        raise TypeError(f"{type(model).__name__} has no output embedding to restrict the logits of")
+    head = _output_embedding(model)
 
     def gather(_module: nn.Module, args: tuple) -> tuple:
         hidden, *rest = args
-        if hidden.shape[:2] != positions.shape:
-            raise ValueError(
-                f"logits_only_at: the head got hidden states {tuple(hidden.shape)}, expected [B, L] = "
-                f"{tuple(positions.shape)} (was the model called with logits_to_keep?)"
-            )
-        return (hidden[positions], *rest)
+        return (_gather_rows(hidden, positions, "logits_only_at"), *rest)
 
     handle = head.register_forward_pre_hook(gather)
     try:
         yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def hidden_states_at(model: nn.Module, index: torch.Tensor) -> Iterator[dict[str, Any]]:
+    """Inside the block, the model's own head call gets no rows (its ``logits`` are [0, V]); the yielded
+    dict then holds ``hidden`` ([N, H], the head's input at the flat ``index``) and ``head`` (a callable
+    ``[n, H] -> [n, V]``: the output embedding plus the config's final-logit soft-capping, if any).
+
+    For a loss that applies the head itself chunk by chunk (:func:`tl_lightning.losses.chunked_nll`), so no
+    [N, V] logits exist at once. Call ``head`` before any sharded wrapper reshards the root's parameters
+    (DDP and FSDP2's root keep them after the forward; FSDP1 does not: keep chunking off there).
+    """
+    module = _output_embedding(model)
+    cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+
+    def head(hidden: torch.Tensor) -> torch.Tensor:
+        logits = module(hidden)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    captured: dict[str, Any] = {"head": head}
+
+    def capture(_module: nn.Module, args: tuple) -> tuple:
+        hidden, *rest = args
+        captured["hidden"] = _gather_rows(hidden, index, "hidden_states_at")
+        return (captured["hidden"][:0], *rest)
+
+    handle = module.register_forward_pre_hook(capture)
+    try:
+        yield captured
     finally:
         handle.remove()

@@ -198,3 +198,47 @@ def test_group_by_length_batches_similar_lengths(tmp_path, tiny_tokenizer):
     assert ids == sorted(t.id for t in trajs)
     # Mega-batches of 100 sorted by length: only batches straddling one of the 4 length classes pad.
     assert grouped < shuffled / 5
+
+
+def test_packing_batches_hold_every_trajectory_once_within_the_token_budget(tmp_path, tiny_tokenizer):
+    """packing: rows of whole trajectories under max_length, batches under max_tokens_per_batch, each trajectory
+    once per epoch, the epoch's order from (seed, epoch), a DistributedSampler Lightning leaves in place; val packed
+    in file order."""
+    from torch.utils.data import DistributedSampler
+
+    trajs = [
+        Trajectory(f"t{i}", TOOLS, [Message("user", "Rome? " * (1 + 12 * (i % 4)))],
+                   [Step([ToolCall("get_weather_history", {"city": "Rome"})], feedback=['{"temp": 3}'])], final_answer="3 C")
+        for i in range(60)
+    ]
+    path = tmp_path / "many.jsonl"
+    write_openai_jsonl(trajs, path)
+    dm = _dm(path, tiny_tokenizer, tmp_path, max_length=300, packing=True, max_tokens_per_batch=600, seed=1)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, DistributedSampler)
+    epochs = []
+    for epoch in (0, 1):
+        loader.sampler.set_epoch(epoch)
+        batches = list(loader)
+        assert len(batches) == len(loader)
+        assert sorted(i for b in batches for i in b.ids) == sorted(t.id for t in trajs)
+        for b in batches:
+            assert isinstance(b, TrajectoryBatch) and b.position_ids is not None and b.input_ids.shape[1] <= 300
+            assert b.num_tokens <= 600 and b.num_tokens == int(b.attention_mask.sum()) and b.num_segments == len(b.ids)
+        epochs.append([b.ids for b in batches])
+    assert epochs[0] != epochs[1]
+    val = list(dm.val_dataloader())
+    assert sorted(i for b in val for i in b.ids) == sorted(t.id for t in trajs)
+    assert [b.ids for b in val] == [b.ids for b in dm.val_dataloader()]
+    padded = sum(b.input_ids.numel() for b in val)
+    assert padded < 1.1 * sum(b.num_tokens for b in val)  # packed rows are nearly all real tokens
+
+
+def test_packing_settings_fail_fast(tiny_tokenizer):
+    with pytest.raises(ValueError, match=r"packing needs max_tokens_per_batch >= max_length \(512\), got None"):
+        ToolTrajectoryDataModule(train_path="x", tokenizer=tiny_tokenizer, max_length=512, packing=True)
+    with pytest.raises(ValueError, match="got 100"):
+        ToolTrajectoryDataModule(train_path="x", tokenizer=tiny_tokenizer, max_length=512, packing=True, max_tokens_per_batch=100)
+    with pytest.raises(ValueError, match="only applies with packing"):
+        ToolTrajectoryDataModule(train_path="x", tokenizer=tiny_tokenizer, max_tokens_per_batch=4096)

@@ -11,7 +11,8 @@ from sft_helpers import TINY, HandBuiltDataModule, hand_tokenizer, hand_trajecto
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tl_lightning.data.batch import collate_encoded
-from tl_lightning.losses import pkt_weights, weighted_masked_nll
+from tl_lightning.data.packing import collate_packed
+from tl_lightning.losses import dropped_step_fraction, pkt_weights, weighted_masked_nll
 from tl_lightning.modules.sft import TLSFTModule
 
 
@@ -46,11 +47,30 @@ def test_training_step_is_the_pure_loss(tok, use_mae, use_pkt):
 
 
 def test_masked_step_fraction(tok):
-    module = TLSFTModule(tokenizer=tok, tiny_config=TINY)
     batch = _batch(tok)
     for mae, frac in [(True, 1 / 3), (False, 0.0)]:
         w = pkt_weights(batch.labels, batch.key_mask, batch.step_ids, batch.error_mask, use_mae=mae)
-        assert module._masked_step_fraction(batch, w) == pytest.approx(frac)
+        got = dropped_step_fraction(batch.labels, batch.step_ids, w, batch.segment_ids, batch.num_segments)
+        assert got.item() == pytest.approx(frac)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_chunked_loss_path_equals_the_unchunked_one(tok, packed):
+    """loss_chunk_size below the batch's loss positions: head + CE run in checkpointed chunks on the captured
+    hidden states; loss and every gradient equal the [N, V]-logits path."""
+    items = hand_trajectories(6)
+    batch = collate_packed([items[:3], items[3:5], items[5:]], tok.pad_token_id) if packed else _batch(tok, 6)
+    grads = []
+    for chunk in (None, 7):
+        seed_everything(0)
+        module = TLSFTModule(tokenizer=tok, tiny_config=TINY, loss_chunk_size=chunk)
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad for p in module.parameters()]))
+    assert batch.clean_target_index.numel() > 7
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=1e-6)
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_cosine_schedule_with_warmup_ratio(tok, tmp_path):
@@ -112,6 +132,7 @@ def test_export_hf_loads_with_plain_transformers(tok, tmp_path):
         ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
         ({"betas": (0.9, 1.0)}, "betas must be two numbers"),
         ({"lr_schedule": "cosin"}, "lr_schedule must be one of cosine, linear, constant"),
+        ({"loss_chunk_size": -1}, "loss_chunk_size must be >= 0 or null"),
         ({"model": "runs/x/last.ckpt"}, "model .* is a Lightning checkpoint; resume it with --ckpt_path"),
     ],
 )

@@ -1,4 +1,4 @@
-"""Typed containers for encoded trajectories and padded batches.
+"""Typed containers for encoded trajectories and batches, and the padded collate.
 
 Lightning moves dataclasses of tensors to the device field by field, so these go through
 ``transfer_batch_to_device`` unchanged.
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["EncodedTrajectory", "TrajectoryBatch", "collate_encoded", "IGNORE_INDEX"]
+__all__ = ["EncodedTrajectory", "TrajectoryBatch", "collate_encoded", "target_indices", "IGNORE_INDEX"]
 
 #: Label value of tokens that get no loss (the Hugging Face convention; models shift labels themselves).
 IGNORE_INDEX = -100
@@ -46,7 +46,8 @@ class EncodedTrajectory:
 
 @dataclass
 class TrajectoryBatch:
-    """A right-padded batch of encoded trajectories. Every tensor is [B, L] with L the longest sequence.
+    """A batch of encoded trajectories: right-padded rows of one trajectory each, or packed rows of several
+    (:func:`tl_lightning.data.packing.collate_packed`). Every [B, L] tensor has L the longest row.
 
     - ``input_ids``      [B, L] long, padded with the tokenizer's pad id.
     - ``attention_mask`` [B, L] long, 1 on real tokens, 0 on padding.
@@ -54,7 +55,16 @@ class TrajectoryBatch:
     - ``error_mask``     [B, L] bool, False on padding.
     - ``key_mask``       [B, L] bool, False on padding.
     - ``step_ids``       [B, L] long, -1 on unsupervised tokens and padding.
-    - ``ids``            list of B trajectory ids.
+    - ``segment_ids``    [B, L] long, the trajectory of each token (``0 .. num_segments - 1``), -1 on padding.
+    - ``target_index``   [N] long, ascending flat indices (row * L + column) of the positions whose next
+      token is supervised and in the same trajectory: where the loss reads logits (position i predicts i + 1).
+    - ``clean_target_index`` [M] long, the subset whose next token is not in an erroneous step (MAE's positions).
+    - ``num_segments``   number of trajectories; ``num_tokens``: number of real (non-pad) tokens. Plain ints,
+      computed at collate time, so a training step reads sizes without a device-to-host sync.
+    - ``position_ids``   [B, L] long on packed batches (restarting at 0 at every trajectory, and for the
+      padding tail), None on padded ones. The model gets them instead of ``attention_mask``; from the
+      restarts transformers builds a block-diagonal causal mask, so no token sees another trajectory.
+    - ``ids``            trajectory ids, in segment order.
     """
 
     input_ids: Tensor
@@ -63,18 +73,34 @@ class TrajectoryBatch:
     error_mask: Tensor
     key_mask: Tensor
     step_ids: Tensor
+    segment_ids: Tensor
+    target_index: Tensor
+    clean_target_index: Tensor
+    num_segments: int
+    num_tokens: int
+    position_ids: Tensor | None = None
     ids: list[str] = field(default_factory=list)
 
-    @property
-    def num_tokens(self) -> int:
-        return int(self.attention_mask.sum())
+    def loss_index(self, drop_errors: bool) -> Tensor:
+        """The loss positions as a flat index: :func:`tl_lightning.losses.loss_positions` of the weights
+        ``pkt_weights(..., use_mae=drop_errors)`` give, without the sync that computing them on device costs."""
+        return self.clean_target_index if drop_errors else self.target_index
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
 
+def target_indices(labels: Tensor, error_mask: Tensor, segment_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """``(target_index, clean_target_index)`` of a [B, L] batch (see :class:`TrajectoryBatch`); CPU, at collate time."""
+    nxt = torch.zeros_like(labels, dtype=torch.bool)
+    nxt[:, :-1] = (labels[:, 1:] != IGNORE_INDEX) & (segment_ids[:, 1:] == segment_ids[:, :-1])
+    clean = nxt.clone()
+    clean[:, :-1] &= ~error_mask[:, 1:]
+    return nxt.reshape(-1).nonzero().squeeze(1), clean.reshape(-1).nonzero().squeeze(1)
+
+
 def collate_encoded(items: list[EncodedTrajectory], pad_token_id: int, pad_to_multiple_of: int | None = None) -> TrajectoryBatch:
-    """Right-pad a list of :class:`EncodedTrajectory` into a :class:`TrajectoryBatch`."""
+    """Right-pad a list of :class:`EncodedTrajectory` into a :class:`TrajectoryBatch`, one trajectory per row."""
     if not items:
         raise ValueError("cannot collate an empty list of trajectories")
     length = max(len(it) for it in items)
@@ -87,6 +113,7 @@ def collate_encoded(items: list[EncodedTrajectory], pad_token_id: int, pad_to_mu
     error_mask = torch.zeros((b, length), dtype=torch.bool)
     key_mask = torch.zeros((b, length), dtype=torch.bool)
     step_ids = torch.full((b, length), -1, dtype=torch.long)
+    segment_ids = torch.full((b, length), -1, dtype=torch.long)
     for i, it in enumerate(items):
         n = len(it)
         input_ids[i, :n] = it.input_ids
@@ -95,6 +122,8 @@ def collate_encoded(items: list[EncodedTrajectory], pad_token_id: int, pad_to_mu
         error_mask[i, :n] = it.error_mask
         key_mask[i, :n] = it.key_mask
         step_ids[i, :n] = it.step_ids
+        segment_ids[i, :n] = i
+    target_index, clean_target_index = target_indices(labels, error_mask, segment_ids)
     return TrajectoryBatch(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -102,5 +131,10 @@ def collate_encoded(items: list[EncodedTrajectory], pad_token_id: int, pad_to_mu
         error_mask=error_mask,
         key_mask=key_mask,
         step_ids=step_ids,
+        segment_ids=segment_ids,
+        target_index=target_index,
+        clean_target_index=clean_target_index,
+        num_segments=b,
+        num_tokens=sum(len(it) for it in items),
         ids=[it.id for it in items],
     )

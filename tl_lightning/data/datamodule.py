@@ -9,8 +9,9 @@ Files are read with :func:`tl_lightning.data.read_trajectories` and encoded once
 tensors are cached on disk under a key that hashes the file contents, the tokenizer (its full
 serialisation and chat template), the template, ``max_length``, the MAE categories and the
 encoder's source code, so any change re-encodes and nothing stale is reused. ``setup`` loads the
-cache on every rank. Batches are formed in file order (shuffled for training) without length
-grouping: padding is masked out of every loss, so grouping would only be a speed-up.
+cache on every rank. Batches are right-padded rows of one trajectory each (shuffled for training,
+optionally grouped by length), or with ``packing: true`` rows of several whole trajectories under a
+token budget (:mod:`tl_lightning.data.packing`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from tl_lightning.data.batch import EncodedTrajectory, collate_encoded
 from tl_lightning.data.encode import TrajectoryTooLong, encode_trajectories
 from tl_lightning.data.feedback import resolved_category, step_is_error
+from tl_lightning.data.packing import PackedBatchSampler, PackedRows, collate_packed
 from tl_lightning.data.paths import cache_root, resolve_data_path
 from tl_lightning.data.sampling import EpochLengthGroupedSampler, EpochRandomSampler, ResumableDataLoader
 from tl_lightning.data.schema import FeedbackCategory
@@ -211,6 +213,12 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
         seed: base seed of the training order; epoch ``e`` is shuffled with ``seed + e``, so a run resumed
             from a mid-epoch checkpoint continues with exactly the batches it would have seen. ``None``:
             the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), else 0.
+        packing: pack whole trajectories into rows of at most ``max_length`` tokens (``position_ids``
+            restarting at 0 for each, no attention across them; see :mod:`tl_lightning.data.packing`), for
+            every split. Batches then hold ``max_tokens_per_batch`` tokens per rank instead of ``batch_size``
+            trajectories; the rows come from ``seed``, the batch order from ``seed + epoch``.
+        max_tokens_per_batch: the per-rank token budget of a packed batch (needed with ``packing``;
+            >= ``max_length``). ``batch_size`` and ``group_by_length`` do not apply then.
     """
 
     def __init__(
@@ -233,6 +241,8 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
         pad_to_multiple_of: int | None = None,
         group_by_length: bool = False,
         seed: int | None = None,
+        packing: bool = False,
+        max_tokens_per_batch: int | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
@@ -245,6 +255,10 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
                                  ("num_workers", num_workers, 0), ("pad_to_multiple_of", pad_to_multiple_of, 1)):
             if value is not None and value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
+        if packing and (max_tokens_per_batch is None or max_tokens_per_batch < max_length):
+            raise ValueError(f"packing needs max_tokens_per_batch >= max_length ({max_length}), got {max_tokens_per_batch}")
+        if max_tokens_per_batch is not None and not packing:
+            raise ValueError("max_tokens_per_batch only applies with packing: true")
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "encoded"
         self.pad_to_multiple_of = pad_to_multiple_of
@@ -337,26 +351,36 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
         Console().print(table)
 
     # ------------------------------------------------------------------ loaders
+    def _seed(self) -> int:
+        return self.hparams.seed if self.hparams.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def _shard(self) -> dict[str, int]:
+        # The samplers shard by rank themselves (Lightning leaves a DistributedSampler in place).
+        trainer = self.trainer
+        return {"num_replicas": trainer.world_size, "rank": trainer.global_rank} if trainer is not None else {}
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"no {split} data: set {split}_path and call setup() first")
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         dataset = self.datasets[split]
-        collate = functools.partial(collate_encoded, pad_token_id=pad, pad_to_multiple_of=self.pad_to_multiple_of)
         workers = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
+        lengths = (dataset.offsets[1:] - dataset.offsets[:-1]).tolist()
+        if self.hparams.packing:
+            sampler = PackedBatchSampler(lengths, self.max_length, self.hparams.max_tokens_per_batch, seed=self._seed(),
+                                         shuffle=shuffle, **self._shard())
+            collate = functools.partial(collate_packed, pad_token_id=pad, pad_to_multiple_of=self.pad_to_multiple_of)
+            # batch_size=None: the sampler yields whole batches (lists of rows), the collate packs each.
+            return ResumableDataLoader(PackedRows(dataset), sampler=sampler, batch_size=None, collate_fn=collate, **workers)
+        collate = functools.partial(collate_encoded, pad_token_id=pad, pad_to_multiple_of=self.pad_to_multiple_of)
         if not shuffle:
             return DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **workers)
-        seed = self.hparams.seed if self.hparams.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        # The samplers shard by rank themselves (Lightning leaves a DistributedSampler in place).
-        trainer = self.trainer
-        shard = {"num_replicas": trainer.world_size, "rank": trainer.global_rank} if trainer is not None else {}
         if self.hparams.group_by_length:
             # Trajectory lengths vary several-fold; batching similar lengths together cuts the padding a
             # step computes on (about half the tokens of a random batch of the quick-start data).
-            lengths = (dataset.offsets[1:] - dataset.offsets[:-1]).tolist()
-            sampler = EpochLengthGroupedSampler(lengths, batch_size, seed=seed, **shard)
+            sampler = EpochLengthGroupedSampler(lengths, batch_size, seed=self._seed(), **self._shard())
         else:
-            sampler = EpochRandomSampler(dataset, seed=seed, **shard)
+            sampler = EpochRandomSampler(dataset, seed=self._seed(), **self._shard())
         return ResumableDataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, **workers)
 
     def train_dataloader(self) -> DataLoader:

@@ -27,9 +27,15 @@ from transformers import (
 )
 
 from tl_lightning.checkpoints import TokenizerCheckpointMixin, export_hf_model, shard_for_strategy
-from tl_lightning.data.batch import IGNORE_INDEX, TrajectoryBatch
-from tl_lightning.losses import loss_positions, pkt_weights, weighted_masked_nll
-from tl_lightning.models import TINY_MODEL, check_model_source, load_causal_lm, logits_only_at
+from tl_lightning.data.batch import TrajectoryBatch
+from tl_lightning.losses import HiddenAtLossPositions, dropped_step_fraction, pkt_weights, weighted_masked_nll
+from tl_lightning.models import (
+    TINY_MODEL,
+    check_model_source,
+    hidden_states_at,
+    load_causal_lm,
+    logits_only_at,
+)
 from tl_lightning.tokenization import check_tokenizer_source, resolve_tokenizer
 
 __all__ = ["TLSFTModule"]
@@ -57,6 +63,13 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         selective_logits: run the LM head only at the positions that carry loss ([N, V] logits instead
             of [B, L, V]; see :func:`~tl_lightning.models.logits_only_at`). Same loss, less time and memory;
             turn off for a model whose output embedding cannot take a forward pre-hook.
+        loss_chunk_size: when a batch has more loss positions than this, the head and cross-entropy run this
+            many rows at a time under activation checkpointing (:func:`~tl_lightning.losses.chunked_nll`), so no
+            [N, V] logits exist at once; ``None``/0: never chunk. Not under FSDP1, which reshards the head's
+            weight after the forward. Chunking never saved time on CPU (LLaMA 256x4, vocab 32k, 760 positions:
+            chunks of 128-512 rows took 1.04-1.12x the unchunked step), it caps memory: 1024 keeps each chunk's
+            float32 logits under 0.6 GiB at a 152k vocabulary, and leaves every quick-start batch (~230 positions)
+            in one plain pass (benchmarks/bench_sft_step.py --chunks).
         dtype, gradient_checkpointing, lora, tiny_config: passed to ``load_causal_lm``.
 
     Out-of-range settings (``w_max=-3``, ``lr=0``, ``warmup_ratio=1``...) are a ``ValueError`` at
@@ -77,6 +90,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         warmup_ratio: float = 0.01,
         optimizer: OptimizerCallable | None = None,
         selective_logits: bool = True,
+        loss_chunk_size: int | None = 1024,
         dtype: str | None = None,
         gradient_checkpointing: bool = False,
         lora: dict[str, Any] | None = None,
@@ -89,6 +103,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
             ("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
             ("lr_schedule", lr_schedule, lr_schedule in _SCHEDULES, f"one of {', '.join(_SCHEDULES)}"),
             ("warmup_ratio", warmup_ratio, 0 <= warmup_ratio < 1, "in [0, 1)"),
+            ("loss_chunk_size", loss_chunk_size, loss_chunk_size is None or loss_chunk_size >= 0, ">= 0 or null"),
         ):
             if not ok:
                 raise ValueError(f"TLSFTModule: {name} must be {rule}, got {value!r}")
@@ -119,21 +134,38 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
 
     # ------------------------------------------------------------------ forward + loss
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """[B, L] ids -> [B, L, V] logits, or [N, V] at the ``positions`` ([B, L] bool) only."""
+        """[B, L] ids -> [B, L, V] logits, or [N, V] at the ``positions`` only ([B, L] bool, or a flat [N]
+        index). Packed rows pass ``position_ids`` and no ``attention_mask`` (see ``TrajectoryBatch``)."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids, "use_cache": False}
         if positions is None:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            return self.model(**kwargs).logits
         with logits_only_at(self.model, positions):
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            return self.model(**kwargs).logits
 
     def _loss(
         self, batch: TrajectoryBatch, weights: torch.Tensor, normalizer: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        positions = loss_positions(batch.labels, weights) if self.hparams.selective_logits else None
-        logits = self(batch.input_ids, batch.attention_mask, positions)
+        hp = self.hparams
+        index = batch.loss_index(drop_errors=hp.use_mae)
+        # Packed rows: the restarting position_ids alone tell transformers where each trajectory starts.
+        attention_mask = batch.attention_mask if batch.position_ids is None else None
+        inputs = {"input_ids": batch.input_ids, "attention_mask": attention_mask, "position_ids": batch.position_ids}
+        if not hp.selective_logits:
+            logits = self(**inputs)
+        elif hp.loss_chunk_size and index.numel() > hp.loss_chunk_size:
+            with hidden_states_at(self.model, index) as captured:
+                self.model(**inputs, use_cache=False)
+            logits = HiddenAtLossPositions(captured["hidden"], captured["head"], hp.loss_chunk_size)
+        else:
+            logits = self(**inputs, positions=index)
         return weighted_masked_nll(
-            logits, batch.labels, weights, key_mask=batch.key_mask, normalizer=normalizer, positions=positions
+            logits, batch.labels, weights, key_mask=batch.key_mask, normalizer=normalizer, index=index
         )
 
     def _weights(self, batch: TrajectoryBatch) -> torch.Tensor:
@@ -141,28 +173,33 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         return pkt_weights(
             batch.labels, batch.key_mask, batch.step_ids, batch.error_mask,
             use_mae=hp.use_mae, use_pkt=hp.use_pkt, w_max=hp.w_max,
+            segment_ids=batch.segment_ids, num_segments=batch.num_segments,
         )
 
     def _world_size(self) -> int:
         return self._trainer.world_size if self._trainer is not None else 1
 
     def _global_normalizer(self, batch: TrajectoryBatch, weights: torch.Tensor) -> torch.Tensor | None:
-        """``global sum(w) / world_size``: with it, DDP's gradient average is the global weighted mean."""
+        """``global sum(w) / world_size``: with it, DDP's gradient average is the global weighted mean.
+        One all-reduce of one scalar per step, issued without waiting on the host."""
         world = self._world_size()
         if world <= 1:
             return None
-        # pkt_weights is 0 on unsupervised tokens, so the shifted sum is the local sum(w) of the loss.
-        local = weights[:, 1:].sum().detach()
+        # The local sum(w) of the loss: the weights of the tokens at the loss positions' next index.
+        local = weights.reshape(-1).index_select(0, batch.loss_index(self.hparams.use_mae) + 1).sum().detach()
         return self.trainer.strategy.reduce(local, reduce_op="sum") / world
 
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> torch.Tensor:
+        """No host sync: sizes come from the batch's Python ints and collate-time indices, and every
+        logged value is a device tensor Lightning reads later (tests/test_host_syncs.py)."""
         weights = self._weights(batch)
         loss, stats = self._loss(batch, weights, normalizer=self._global_normalizer(batch, weights))
-        bs = len(batch)
+        bs = batch.num_segments
         self.log("train/loss", loss, prog_bar=True, sync_dist=True, batch_size=bs)
         self.log("train/key_nll", stats["key_nll"], batch_size=bs)
         self.log("train/nonkey_nll", stats["nonkey_nll"], batch_size=bs)
-        self.log("train/masked_step_frac", self._masked_step_fraction(batch, weights), batch_size=bs)
+        dropped = dropped_step_fraction(batch.labels, batch.step_ids, weights, batch.segment_ids, batch.num_segments)
+        self.log("train/masked_step_frac", dropped, batch_size=bs)
         now = time.perf_counter()
         if self._last_step_time is not None:
             tokens = batch.num_tokens * self._world_size()
@@ -170,26 +207,15 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         self._last_step_time = now
         return loss
 
-    @staticmethod
-    def _masked_step_fraction(batch: TrajectoryBatch, weights: torch.Tensor) -> torch.Tensor:
-        """Share of supervised (sequence, step) pairs whose tokens all got weight 0 (dropped by MAE)."""
-        supervised = batch.labels != IGNORE_INDEX
-        if not supervised.any():
-            return torch.zeros((), device=weights.device)
-        slot = torch.arange(len(batch), device=weights.device).unsqueeze(1) * (batch.step_ids.max() + 2) + batch.step_ids + 1
-        steps = torch.unique(slot[supervised])
-        kept = torch.unique(slot[supervised & (weights > 0)])
-        return 1.0 - kept.numel() / steps.numel()
-
     def validation_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
         loss, stats = self._loss(batch, self._weights(batch))
         # Weighted by sum(w), so val/loss is the objective over the whole held-out set, not a mean of batch means.
         self.val_loss.update(loss, weight=stats["weight_sum"])
         self.val_key_nll.update(stats["key_nll"], weight=stats["num_key_tokens"])
         self.val_nonkey_nll.update(stats["nonkey_nll"], weight=stats["num_tokens"] - stats["num_key_tokens"])
-        self.log("val/loss", self.val_loss, prog_bar=True, batch_size=len(batch))
-        self.log("val/key_nll", self.val_key_nll, batch_size=len(batch))
-        self.log("val/nonkey_nll", self.val_nonkey_nll, batch_size=len(batch))
+        self.log("val/loss", self.val_loss, prog_bar=True, batch_size=batch.num_segments)
+        self.log("val/key_nll", self.val_key_nll, batch_size=batch.num_segments)
+        self.log("val/nonkey_nll", self.val_nonkey_nll, batch_size=batch.num_segments)
 
     def on_train_epoch_start(self) -> None:
         self._last_step_time = None
