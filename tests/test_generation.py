@@ -146,3 +146,18 @@ def test_generation_and_tokenization_import_no_data_code():
         "bad = sorted(m for m in sys.modules if m.startswith('tl_lightning.data')); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_seeded_sampling_repeats_itself_and_leaves_the_global_rng_alone(tiny_model, tiny_tokenizer):
+    prompts = ["User: ping", "User: ping"]  # a group: two samples of one prompt
+    kw = dict(max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.95, stop_token_ids=[])
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = generate(tiny_model, tiny_tokenizer, prompts, seed=7, **kw)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = generate(tiny_model, tiny_tokenizer, prompts, seed=7, **kw)
+    c = generate(tiny_model, tiny_tokenizer, prompts, seed=8, **kw)
+    assert torch.equal(a.sequences, b.sequences)
+    assert not torch.equal(a.sequences, c.sequences)
+    # the G samples of one prompt differ from each other (that is what a group baseline needs)
+    assert not torch.equal(a.responses[0], a.responses[1])

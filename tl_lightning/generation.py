@@ -23,7 +23,9 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from tl_lightning.tokenization import tokenize_with_offsets
 
-__all__ = ["GenerationOutput", "generate", "position_ids_from_mask", "response_mask_from_stops", "sequence_logprobs"]
+__all__ = [
+    "GenerationOutput", "generate", "position_ids_from_mask", "response_mask_from_stops", "sequence_logprobs", "tokenize_prompts",
+]
 
 
 @dataclass
@@ -122,16 +124,17 @@ def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def _left_padded(
-    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], add_special_tokens: bool, max_prompt_length: int | None
-) -> tuple[Tensor, Tensor]:
+def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
     """Tokenize as training encodes (:func:`~tl_lightning.tokenization.tokenize_with_offsets`: the
-    tokenizer's BOS prefix unless the text already starts with it) and left-pad: [B, P] ids and mask.
-    A prompt tokenized differently from its training text would shift every id the model conditions on."""
+    tokenizer's BOS prefix unless the text already starts with it). A prompt tokenized differently
+    from its training text would shift every id the model conditions on."""
     if add_special_tokens:
-        rows = [tokenize_with_offsets(p, tokenizer)[0].tolist() for p in prompts]
-    else:
-        rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return [tokenize_with_offsets(p, tokenizer)[0].tolist() for p in prompts]
+    return [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
+def _left_padded(tokenizer: PreTrainedTokenizerBase, rows: Sequence[Sequence[int]], max_prompt_length: int | None) -> tuple[Tensor, Tensor]:
+    """Left-pad token-id rows: [B, P] ids and mask."""
     lengths = [len(r) for r in rows]
     if max_prompt_length is not None and max(lengths) > max_prompt_length:
         too_long = [i for i, n in enumerate(lengths) if n > max_prompt_length]
@@ -142,7 +145,7 @@ def _left_padded(
     ids = torch.full((len(rows), width), _pad_id(tokenizer), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        ids[i, width - len(row) :] = torch.as_tensor(list(row), dtype=torch.long)
         mask[i, width - len(row) :] = 1
     return ids, mask
 
@@ -163,6 +166,8 @@ def generate(
     add_special_tokens: bool = True,
     max_prompt_length: int | None = None,
     skip_special_tokens: bool = True,
+    seed: int | None = None,
+    prompt_ids: Sequence[Sequence[int]] | None = None,
 ) -> GenerationOutput:
     """Continue each prompt until a stop token/string or ``max_new_tokens``; greedy unless ``do_sample``.
 
@@ -171,13 +176,21 @@ def generate(
     string criteria and end the mask on the token that completes the string. Prompts are tokenized
     exactly as training encodes trajectories (the tokenizer's BOS prefix, unless the text already
     starts with it; ``add_special_tokens=False`` tokenizes the text bare); a prompt longer than
-    ``max_prompt_length`` tokens is an error rather than a silent cut of its beginning.
+    ``max_prompt_length`` tokens is an error rather than a silent cut of its beginning. ``seed`` makes
+    sampling reproducible (the same seed, prompts and weights give the same samples) without touching
+    the global random state that dropout and data shuffling draw from.
+
+    ``prompt_ids`` (with ``prompts=[]``) continues token-id rows as they are, never re-tokenised from
+    text: a multi-turn rollout's context is the ids the policy sampled plus observation ids.
     """
-    if not prompts:
+    if prompt_ids is not None and prompts:
+        raise ValueError("generate(): pass prompts or prompt_ids, not both")
+    rows = list(prompt_ids) if prompt_ids is not None else tokenize_prompts(tokenizer, prompts, add_special_tokens)
+    if not rows:
         raise ValueError("generate() needs at least one prompt")
     stop_ids = _stop_ids(tokenizer, stop_token_ids, stop_strings)
     long_strings = [s for s in (stop_strings or ()) if tokenizer.convert_tokens_to_ids(s) not in stop_ids]
-    input_ids, prompt_mask = _left_padded(tokenizer, prompts, add_special_tokens, max_prompt_length)
+    input_ids, prompt_mask = _left_padded(tokenizer, rows, max_prompt_length)
     device = next(model.parameters()).device
     input_ids, prompt_mask = input_ids.to(device), prompt_mask.to(device)
     config = GenerationConfig(
@@ -193,13 +206,17 @@ def generate(
     )
     was_training = model.training
     model.eval()  # dropout off while acting; PPO recomputes log-probs in the same mode
+    devices = [device] if device.type == "cuda" else []
     try:
-        sequences = model.generate(
-            input_ids=input_ids,
-            attention_mask=prompt_mask,
-            generation_config=config,
-            tokenizer=tokenizer if long_strings else None,
-        )
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            sequences = model.generate(
+                input_ids=input_ids,
+                attention_mask=prompt_mask,
+                generation_config=config,
+                tokenizer=tokenizer if long_strings else None,
+            )
     finally:
         model.train(was_training)
     responses = sequences[:, input_ids.shape[1] :]

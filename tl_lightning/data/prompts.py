@@ -1,4 +1,5 @@
-"""RL prompts: each correct assistant step of the training trajectories, as the context before it plus its gold calls.
+"""RL prompts: each correct assistant step of the training trajectories (the context before it plus its gold
+calls), and multi-turn sandbox tasks for RL episodes (:class:`TaskDataModule`).
 
 This is the paper's PPO data (DESIGN.md §1): every assistant step whose feedback category is
 ``all_right`` becomes a prompt, rendered with the same template as SFT (``render_prompt``: the
@@ -25,7 +26,7 @@ from tl_lightning.data.paths import resolve_data_path
 from tl_lightning.data.schema import FeedbackCategory, Tool, ToolCall, Trajectory
 from tl_lightning.data.template_base import Template
 
-__all__ = ["PromptDataModule", "PromptRecord", "PromptReport", "build_prompts"]
+__all__ = ["PromptDataModule", "PromptRecord", "PromptReport", "TaskDataModule", "build_prompts", "known_sandbox_tasks"]
 
 logger = logging.getLogger("tl_lightning.data.prompts")
 
@@ -119,6 +120,16 @@ def _collate(records: list[PromptRecord]) -> list[PromptRecord]:
     return records
 
 
+class _RepeatEach:
+    """Collate that repeats each prompt ``n`` times in a row: the G samples of a group estimator (GRPO)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, records: list[PromptRecord]) -> list[PromptRecord]:
+        return [r for r in records for _ in range(self.n)]
+
+
 class PromptDataModule(LightningDataModule):
     """RL prompts from trajectory files (``fit``: train prompts; ``validate``: held-out prompts).
 
@@ -127,7 +138,10 @@ class PromptDataModule(LightningDataModule):
         format, strict: passed to :func:`~tl_lightning.data.read_trajectories`.
         template: template name (``python_doc`` | ``react`` | ``chat_template``); ``template_kwargs`` its options.
         tokenizer: a name/path (``"tl-tiny"`` = the shipped one) or a tokenizer object; kept as ``.tokenizer``.
-        batch_size: prompts per rollout batch (per process).
+        batch_size: rollouts per batch (per process): ``batch_size / group_size`` prompts, each repeated
+            ``group_size`` times in a row (as TRL counts a GRPO batch in completions).
+        group_size: G, samples per prompt for group estimators (GRPO, RLOO); must divide ``batch_size``.
+            Validation always gets ``batch_size`` distinct prompts (greedy rollouts need one each).
         max_prompt_length: prompts longer than this many tokens are skipped (and counted).
         max_per_trajectory: at most this many prompts per trajectory (None: every correct step).
         max_train_prompts / max_val_prompts: keep the first N prompts (quick runs, cheap validation).
@@ -148,7 +162,13 @@ class PromptDataModule(LightningDataModule):
         max_per_trajectory: int | None = None,
         max_train_prompts: int | None = None,
         max_val_prompts: int | None = None,
+        group_size: int = 1,
     ) -> None:
+        if group_size < 1 or batch_size % group_size:
+            raise ValueError(
+                f"PromptDataModule: group_size={group_size} must be >= 1 and divide batch_size={batch_size} "
+                "(a batch holds batch_size / group_size prompts, each sampled group_size times)"
+            )
         super().__init__()
         from tl_lightning.data.templates import get_template
         from tl_lightning.tokenization import resolve_tokenizer
@@ -186,16 +206,93 @@ class PromptDataModule(LightningDataModule):
         if stage in (None, "fit", "validate") and hp.val_path and not self.val_prompts:
             self.val_prompts = self._load(hp.val_path, hp.max_val_prompts, "val")
 
-    def _loader(self, records: list[PromptRecord], shuffle: bool) -> DataLoader:
+    def _loader(self, records: list[PromptRecord], shuffle: bool, group_size: int = 1) -> DataLoader:
         return DataLoader(
-            records, batch_size=self.hparams.batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers,
-            collate_fn=_collate,
+            records, batch_size=self.hparams.batch_size // group_size, shuffle=shuffle,
+            num_workers=self.hparams.num_workers, collate_fn=_RepeatEach(group_size) if group_size > 1 else _collate,
         )
 
     def train_dataloader(self) -> DataLoader:
         if not self.train_prompts:
             raise ValueError("PromptDataModule: no train_path was given (or setup('fit') was not called)")
-        return self._loader(self.train_prompts, shuffle=True)
+        return self._loader(self.train_prompts, shuffle=True, group_size=self.hparams.group_size)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_prompts, shuffle=False) if self.val_prompts else []
+
+
+def known_sandbox_tasks(tasks: Sequence[Any]) -> tuple[list[Any], Counter]:
+    """The tasks an RL episode can run, and the rest counted by reason: a sandbox task naming a toolkit the
+    sandbox does not have (``unknown_toolkit``) would fail at its first call, so it is skipped up front."""
+    from tl_lightning.tools.toolkits import TOOLKITS
+
+    known = {cls.name for cls in TOOLKITS}
+    kept, skipped = [], Counter()
+    for task in tasks:
+        if task.environment == "sandbox" and not set(task.meta.get("toolkits") or []) <= known:
+            skipped["unknown_toolkit"] += 1
+            continue
+        kept.append(task)
+    return kept, skipped
+
+
+class TaskDataModule(LightningDataModule):
+    """Multi-turn RL tasks (sandbox tasks with a success check, the ``test_multi.jsonl`` format).
+
+    Batches are lists of :class:`~tl_lightning.data.cases.MultiTurnTask`, each task repeated ``group_size``
+    times in a row (G episodes of one task for a group estimator); ``batch_size`` counts episodes.
+    Tasks whose toolkits the sandbox does not know are skipped and counted (``self.skipped``).
+
+    Args:
+        train_path / val_path: task files (``python -m tl_lightning.synthetic --out DIR --seed 1 ...`` writes
+            ``DIR/test_multi.jsonl``; never train on the test split you report).
+        tokenizer: a name/path or tokenizer object; kept as ``.tokenizer`` (the CLI links it into the model).
+        max_train_tasks / max_val_tasks: keep the first N tasks.
+        exclude_path: a task file (e.g. ``quickstart:test_multi``) whose user queries must not be trained on:
+            train tasks with the same first user message are skipped (``held_out_overlap``). Generated sets
+            with another seed share some queries with the test set (small value pools).
+    """
+
+    def __init__(
+        self, train_path: str | None = None, val_path: str | None = None, tokenizer: PreTrainedTokenizerBase | str = "tl-tiny",
+        batch_size: int = 8, group_size: int = 1, max_train_tasks: int | None = None, max_val_tasks: int | None = None,
+        exclude_path: str | None = None,
+    ) -> None:
+        if group_size < 1 or batch_size % group_size:
+            raise ValueError(f"TaskDataModule: group_size={group_size} must be >= 1 and divide batch_size={batch_size}")
+        super().__init__()
+        from tl_lightning.tokenization import resolve_tokenizer
+
+        self.save_hyperparameters(ignore=["tokenizer"])
+        self.tokenizer = resolve_tokenizer(tokenizer)
+        self.tasks: dict[str, list[Any]] = {}
+        self.skipped: dict[str, Counter] = {}
+
+    def _load(self, split: str, path: str, limit: int | None) -> None:
+        from tl_lightning.benchmarks.synthetic import read_synthetic_cases
+
+        tasks, self.skipped[split] = known_sandbox_tasks(read_synthetic_cases(path, category="multi").cases)
+        if split == "train" and self.hparams.exclude_path:
+            held_out = {t.messages[0].content for t in read_synthetic_cases(self.hparams.exclude_path, category="multi").cases}
+            self.skipped[split]["held_out_overlap"] = sum(t.messages[0].content in held_out for t in tasks)
+            tasks = [t for t in tasks if t.messages[0].content not in held_out]
+        tasks = tasks[:limit]
+        logger.info("%s tasks (%s): %d kept, skipped %s", split, path, len(tasks), dict(self.skipped[split]))
+        if not tasks:
+            raise ValueError(f"{path}: no runnable multi-turn tasks (skipped: {dict(self.skipped[split])})")
+        self.tasks[split] = tasks
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if stage in (None, "fit") and hp.train_path and "train" not in self.tasks:
+            self._load("train", hp.train_path, hp.max_train_tasks)
+        if stage in (None, "fit", "validate") and hp.val_path and "val" not in self.tasks:
+            self._load("val", hp.val_path, hp.max_val_tasks)
+
+    def train_dataloader(self) -> DataLoader:
+        g = self.hparams.group_size
+        return DataLoader(self.tasks["train"], batch_size=self.hparams.batch_size // g, shuffle=True, collate_fn=_RepeatEach(g))
+
+    def val_dataloader(self) -> DataLoader | list:
+        tasks = self.tasks.get("val")
+        return DataLoader(tasks, batch_size=self.hparams.batch_size, collate_fn=_collate) if tasks else []

@@ -1,15 +1,18 @@
-"""TLPPOModule: PPO from an SFT model with the tool-error reward (IRM) and a KL penalty to the SFT reference.
+"""TLPPOModule: PPO (or a critic-free GRPO-family estimator) from an SFT model with the tool-error reward (IRM).
 
     python -m tl_lightning fit --config configs/ppo_quickstart.yaml
+    python -m tl_lightning fit --config configs/grpo_quickstart.yaml       # advantage: grpo, G=8, no critic
     python -m tl_lightning fit --config configs/paper/ppo_codellama7b.yaml
 
 One training step is one PPO iteration on a batch of prompts (DESIGN.md §1, DeepSpeed-Chat's
 settings): greedy rollout with the KV cache -> IRM reward of the parsed call, clipped to ±5 and
 added at the last generated token, plus ``-kl_coef * (logp - logp_ref)`` on every token -> GAE
 (gamma 1, lambda 0.95) -> whitened advantages -> ``ppo_epochs`` x minibatches of clipped policy and
-value updates, with separate actor and critic optimizers. The module is thin: the rollout container,
-reward adapters and advantages are the pure helpers of :mod:`tl_lightning.rl`, the losses are in
-:mod:`tl_lightning.losses`, and the actor loads through :func:`tl_lightning.checkpoints.load_pretrained`.
+value updates, with separate actor and critic optimizers. A critic-free ``advantage`` (grpo, dr_grpo,
+rloo, reinforce_pp) builds no critic at all (no value model, no critic optimizer, no value loss): G
+sampled responses per prompt are scored and the baseline comes from the rewards. The module is thin:
+rollout container, reward adapters, advantages and GRPO-family losses are the pure helpers of
+:mod:`tl_lightning.rl`, PPO's in :mod:`tl_lightning.losses`; the actor loads through ``load_pretrained``.
 """
 
 from __future__ import annotations
@@ -29,14 +32,21 @@ from transformers import PreTrainedTokenizerBase
 from tl_lightning.checkpoints import TokenizerCheckpointMixin, export_hf_model, load_pretrained
 from tl_lightning.data.prompts import PromptRecord
 from tl_lightning.generation import generate, sequence_logprobs
-from tl_lightning.losses import masked_mean, ppo_policy_loss, ppo_value_loss
+from tl_lightning.losses import masked_mean, ppo_value_loss
 from tl_lightning.models import TINY_MODEL, check_model_source
 from tl_lightning.rewards import IRMValues
 from tl_lightning.rl import (
+    CRITIC_FREE,
+    GROUP_ESTIMATORS,
     REWARD_CATEGORIES,
     Rollout,
+    check_groups,
+    check_rl_settings,
     compute_advantages,
+    critic_free_advantages,
+    default_loss_agg,
     gold_reward,
+    policy_loss,
     sandbox_reward,
     score_texts,
 )
@@ -55,6 +65,15 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         tokenizer: the data's tokenizer (the CLI links the datamodule's), a name/path, or None.
         critic: ``"separate"`` (a copy of the actor's backbone + value head; the paper) or ``"shared"``
             (a value head on the actor's last hidden state, trained through one combined loss).
+            Ignored by critic-free estimators, which build none.
+        advantage: ``gae`` (PPO with the critic; the paper), ``grpo``, ``dr_grpo``, ``rloo`` (group baselines over
+            ``group_size`` samples per prompt, >= 2, each prompt G times in a row in the data) or ``reinforce_pp``.
+        loss_agg: ``token_mean`` | ``seq_mean_token_mean`` | ``seq_mean_token_sum_norm`` (None: the
+            estimator's own, :func:`~tl_lightning.rl.default_loss_agg`).
+        ratio_level: ``token`` (PPO) or ``sequence`` (GSPO). clip_high: the upper clip (None: ``clip_policy``,
+            the lower one); above it is DAPO's clip-higher.
+        kl_mode: ``reward`` (k1 penalty in the reward, the paper) or ``loss`` (``kl_coef * k3`` in the loss).
+        sampling_seed: seeds each rollout's sampling from (seed, rank, step), so reruns sample alike.
         reward_source: ``"gold"`` (IRM table against the gold calls) or ``"sandbox"`` (execute the
             call and map its feedback category through ``category_rewards``).
         irm_values: overrides of the IRM table (keys of :class:`~tl_lightning.rewards.IRMValues`).
@@ -109,7 +128,15 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         dtype: str | None = None,
         gradient_checkpointing: bool = False,
         tiny_config: dict[str, Any] | None = None,
+        advantage: Literal["gae", "grpo", "dr_grpo", "rloo", "reinforce_pp"] = "gae",
+        group_size: int = 1,
+        loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] | None = None,
+        ratio_level: Literal["token", "sequence"] = "token",
+        clip_high: float | None = None,
+        kl_mode: Literal["reward", "loss"] = "reward",
+        sampling_seed: int | None = None,
     ) -> None:
+        check_rl_settings(advantage, group_size, loss_agg, ratio_level, kl_mode, do_sample, clip_high)
         for name, value, ok, rule in (
             ("critic", critic, critic in ("separate", "shared"), "'separate' or 'shared'"),
             ("reward_source", reward_source, reward_source in ("gold", "sandbox"), "'gold' or 'sandbox'"),
@@ -145,17 +172,18 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         )
         self.actor, self.tokenizer = loaded.model, loaded.tokenizer
         self.reference = copy.deepcopy(self.actor).eval().requires_grad_(False)
-        if critic == "separate":
+        self.critic = self.value_head = None
+        if advantage in CRITIC_FREE:
+            pass  # the baseline comes from the rewards: no value model, no critic optimizer, no value loss
+        elif critic == "separate":
             self.critic = ValueModel.from_causal_lm(self.actor)
-            self.value_head = None
         else:
-            self.critic = None
             self.value_head = ValueHead(self.actor.config.hidden_size)
         self.irm = IRMValues.from_dict(irm_values or {})
         self._sandbox = None
         self.categories = REWARD_CATEGORIES[reward_source]
-        self.val_reward = MeanMetric()
-        self.val_correct = MeanMetric()
+        self.val_reward, self.val_correct = MeanMetric(), MeanMetric()
+        self.loss_norm = max_new_tokens  # Dr. GRPO's constant: the most tokens one sample can generate
         self.val_frac = torch.nn.ModuleDict({c: MeanMetric() for c in self.categories})
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
@@ -179,10 +207,11 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         return sorted(ids), strings
 
     def _policy_and_values(self, sequences: Tensor, attention_mask: Tensor, start: int, temperature: float) -> tuple[Tensor, Tensor]:
-        """Log-probs [B, T] of the response tokens and critic values [B, T], in the actor's current mode."""
-        if self.critic is not None:
+        """Log-probs [B, T] of the response tokens and critic values [B, T] (0 without a critic), in the actor's current mode."""
+        if self.value_head is None:
             logprobs = sequence_logprobs(self.actor, sequences, attention_mask, start, temperature=temperature)
-            return logprobs, self.critic(sequences, attention_mask, start)
+            values = self.critic(sequences, attention_mask, start) if self.critic is not None else torch.zeros_like(logprobs)
+            return logprobs, values
         # Shared backbone: the value head reads the hidden states of the same forward pass.
         logprobs, hidden = sequence_logprobs(
             self.actor, sequences, attention_mask, start, temperature=temperature, return_hidden=True
@@ -198,7 +227,7 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         out = generate(
             self.actor, self.tokenizer, [r.text for r in records], max_new_tokens=hp.max_new_tokens,
             do_sample=sample, temperature=hp.temperature, top_p=hp.top_p, top_k=hp.top_k,
-            stop_token_ids=stop_ids, stop_strings=stop_strings or None, use_cache=hp.use_cache,
+            stop_token_ids=stop_ids, stop_strings=stop_strings or None, use_cache=hp.use_cache, seed=self._rollout_seed(),
         )
         attn, start = out.attention_mask, out.prompt_length
         temperature = hp.temperature if sample else 1.0
@@ -211,6 +240,11 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         ref_logprobs = sequence_logprobs(self.reference, out.sequences, attn, start, temperature=temperature)
         mask = out.response_mask.to(logprobs.dtype)
         return Rollout(out.sequences, attn, mask, logprobs * mask, ref_logprobs * mask, values.float() * mask, out.texts)
+
+    def _rollout_seed(self) -> int | None:
+        # ranks sample differently, and every step differently, yet a rerun samples the same
+        seed = self.hparams.sampling_seed
+        return None if seed is None else hash((seed, self.global_rank, self.global_step)) % 2**31
 
     @property
     def sandbox(self):
@@ -227,19 +261,27 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def _ppo_update(self, batch: Rollout, advantages: Tensor, returns: Tensor) -> dict[str, Tensor]:
-        """One minibatch update of actor and critic; returns detached stats."""
+        """One minibatch update of the actor (and the critic, if any); returns detached stats."""
         hp = self.hparams
-        actor_opt, critic_opt = self.optimizers()
+        opts = self.optimizers()
+        actor_opt, critic_opt = opts if isinstance(opts, list) else (opts, None)
         mask, start = batch.response_mask, batch.response_start
         # A shared backbone gives logits and values in one forward pass (and one combined loss below).
         logprobs, entropy, *hidden = sequence_logprobs(
             self.actor, batch.sequences, batch.attention_mask, start,
-            temperature=self._train_temperature, return_entropy=True, return_hidden=self.critic is None,
+            temperature=self._train_temperature, return_entropy=True, return_hidden=self.value_head is not None,
         )
         values = self.value_head(response_slice(hidden[0], start)) if hidden else None
-        pg_loss, pg_stats = ppo_policy_loss(logprobs, batch.logprobs, advantages, mask, hp.clip_policy)
-        if values is None:
+        pg_loss, pg_stats = policy_loss(
+            logprobs, batch.logprobs, advantages, mask, hp.clip_policy, hp.clip_high,
+            hp.loss_agg or default_loss_agg(hp.advantage), hp.ratio_level, batch.ref_logprobs,
+            hp.kl_coef if hp.kl_mode == "loss" else 0.0, norm=self.loss_norm,
+        )
+        stats = {"policy_loss": pg_loss.detach(), "entropy": masked_mean(entropy.detach(), mask), **pg_stats}
+        if values is None:  # no critic, or a separate one: the actor steps on its own loss
             self._step(actor_opt, pg_loss, self.actor.parameters())
+            if critic_opt is None:
+                return stats
             values = self.critic(batch.sequences, batch.attention_mask, start)
             vf_loss, vf_stats = ppo_value_loss(values.float(), batch.values, returns, mask, hp.clip_value)
             self._step(critic_opt, vf_loss, self.critic.parameters())
@@ -252,10 +294,7 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
                 if hp.max_grad_norm is not None:
                     self.clip_gradients(opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
                 opt.step()
-        return {
-            "policy_loss": pg_loss.detach(), "value_loss": vf_loss.detach(),
-            "entropy": masked_mean(entropy.detach(), mask), **pg_stats, **vf_stats,
-        }
+        return {**stats, "value_loss": vf_loss.detach(), **vf_stats}
 
     def _step(self, opt, loss: Tensor, params) -> None:
         opt.zero_grad()
@@ -271,23 +310,35 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
     def training_step(self, batch: list[PromptRecord], batch_idx: int) -> None:
         hp = self.hparams
         t0 = time.perf_counter()
+        if hp.advantage in GROUP_ESTIMATORS:
+            check_groups([r.id for r in batch], hp.group_size)
         rollout = self.rollout(batch)
         t1 = time.perf_counter()
         scores, categories = score_texts(rollout.texts, batch, self.reward_fn)
         t2 = time.perf_counter()
-        _, advantages, returns = compute_advantages(
-            rollout, scores.to(self.device), hp.kl_coef, hp.reward_clip, hp.gamma, hp.lam, hp.whiten_advantages
-        )
-        stats: dict[str, list[Tensor]] = {}
-        n = len(batch)
-        splits = max(1, min(hp.num_minibatches, n))
-        for _ in range(hp.ppo_epochs):
-            for index in torch.randperm(n, device=self.device).tensor_split(splits):
-                mb = rollout.select(index)
-                for k, v in self._ppo_update(mb, advantages[index], returns[index]).items():
-                    stats.setdefault(k, []).append(v)
+        scores, kl_coef = scores.to(self.device), hp.kl_coef if hp.kl_mode == "reward" else 0.0
+        if hp.advantage == "gae":
+            _, advantages, returns = compute_advantages(
+                rollout, scores, kl_coef, hp.reward_clip, hp.gamma, hp.lam, hp.whiten_advantages
+            )
+            step_stats = {}
+        else:
+            if hp.reward_clip is not None:
+                scores = scores.clamp(-hp.reward_clip, hp.reward_clip)
+            advantages, step_stats = critic_free_advantages(hp.advantage, rollout, scores, hp.group_size, kl_coef, gamma=hp.gamma)
+            returns = advantages  # passed along, never read: there is no critic to regress
+        stats = self._optimise(rollout, advantages, returns, {k: [v] for k, v in step_stats.items()})
         t3 = time.perf_counter()
         self._log_step(rollout, scores, categories, stats, returns, (t1 - t0, t2 - t1, t3 - t2))
+
+    def _optimise(self, rollout: Rollout, advantages: Tensor, returns: Tensor, stats: dict[str, list[Tensor]]) -> dict[str, list[Tensor]]:
+        """``ppo_epochs`` passes of ``num_minibatches`` shuffled minibatch updates; appends their stats."""
+        n = rollout.sequences.shape[0]
+        for _ in range(self.hparams.ppo_epochs):
+            for index in torch.randperm(n, device=self.device).tensor_split(max(1, min(self.hparams.num_minibatches, n))):
+                for k, v in self._ppo_update(rollout.select(index), advantages[index], returns[index]).items():
+                    stats.setdefault(k, []).append(v)
+        return stats
 
     def _log_step(self, rollout: Rollout, scores: Tensor, categories: list[str], stats, returns: Tensor, times) -> None:
         n, mask = len(categories), rollout.response_mask
@@ -296,12 +347,10 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
             "train/reward": scores.mean(),
             "train/kl": seq_kl,
             "train/response_length": mask.sum(dim=1).mean(),
-            "train/return": masked_mean(returns, mask),
-            "train/value": masked_mean(rollout.values, mask),
-            "time/rollout_s": torch.tensor(times[0]),
-            "time/score_s": torch.tensor(times[1]),
-            "time/train_s": torch.tensor(times[2]),
+            **{f"time/{k}_s": torch.tensor(v) for k, v in zip(("rollout", "score", "train"), times, strict=True)},
         }
+        if self.critic is not None or self.value_head is not None:
+            logs.update({"train/return": masked_mean(returns, mask), "train/value": masked_mean(rollout.values, mask)})
         logs.update({f"train/{k}": torch.stack(v).mean() for k, v in stats.items()})
         logs.update({f"train/frac_{c}": torch.tensor(categories.count(c) / n) for c in self.categories})
         self.log_dict({k: v.float().to(self.device) for k, v in logs.items()}, on_step=True, batch_size=n)
@@ -327,9 +376,11 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        critic_params = self.critic.parameters() if self.critic is not None else self.value_head.parameters()
         actor_opt = torch.optim.AdamW(self.actor.parameters(), lr=hp.actor_lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
-        critic_opt = torch.optim.AdamW(critic_params, lr=hp.critic_lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
+        if self.critic is None and self.value_head is None:
+            return actor_opt
+        critic = self.critic if self.critic is not None else self.value_head
+        critic_opt = torch.optim.AdamW(critic.parameters(), lr=hp.critic_lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
         return [actor_opt, critic_opt]
 
     # ------------------------------------------------------------------ checkpoints + export

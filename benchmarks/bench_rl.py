@@ -1,0 +1,132 @@
+"""GRPO (no critic) against PPO (separate critic): bytes held by models and optimizer states, and step time;
+multi-turn episode rollouts against single-step rollouts: generated tokens per second.
+
+    python benchmarks/bench_rl.py                                           # random-init tl-tiny, CPU
+    python benchmarks/bench_rl.py --actor runs/quickstart/hf --prompts 4 --group-size 8 --new-tokens 48
+    python benchmarks/bench_rl.py --actor /models/CodeLlama-7b-hf --device cuda --dtype bfloat16
+
+Both modules load the same actor and train on the same rollout batch (``--prompts`` quick-start prompts, each
+repeated ``--group-size`` times, sampled at temperature 1), one epoch, one minibatch, side by side in one
+process. "Held" counts every parameter and buffer of the actor, the frozen reference and (PPO only) the critic,
+plus every tensor in the optimizer states after the first step (AdamW: two moments per trainable parameter).
+Step time is the mean of ``--steps`` steps after one warm-up step, from the module's own timers.
+Rollout tokens/s: sampled tokens per second of wall time, for ``--tasks`` quick-start multi-turn tasks played to
+the end in the sandbox (token-in/token-out, finished episodes dropping out of the batch) and for as many
+single-step prompts, both with the same policy and per-turn token budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def held_bytes(module) -> dict[str, int]:
+    """Bytes of models (parameters + buffers, reference included) and of the optimizer states."""
+    models = tensor_bytes(module.parameters()) + tensor_bytes(module.buffers())
+    opts = module.trainer.optimizers
+    states = sum(tensor_bytes(v for s in opt.state.values() for v in s.values()) for opt in opts)
+    return {"models": models, "optimizer": states, "n_optimizers": len(opts)}
+
+
+def run(module, records, steps: int, device: str) -> dict[str, float]:
+    from lightning.pytorch import Callback, Trainer
+    from torch.utils.data import DataLoader
+
+    times: list[float] = []
+
+    class Timer(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            m = trainer.callback_metrics
+            times.append(sum(m[f"time/{k}_s"].item() for k in ("rollout", "score", "train")))
+
+    trainer = Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_epochs=steps + 1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Timer()],
+    )
+    trainer.fit(module, DataLoader(records, batch_size=len(records), collate_fn=list))
+    return {**held_bytes(module), "step_s": statistics.mean(times[1:])}
+
+
+def bench_rollouts(actor: str, n: int, new_tokens: int, device: str, dtype: str | None) -> dict[str, float]:
+    from tl_lightning.benchmarks.synthetic import read_synthetic_cases
+    from tl_lightning.data.prompts import PromptDataModule
+    from tl_lightning.generation import generate
+    from tl_lightning.modules.rl_multiturn import TLMultiTurnRLModule
+    from tl_lightning.synthetic import ensure_quickstart_data
+
+    ensure_quickstart_data()
+    module = TLMultiTurnRLModule(actor=actor, max_new_tokens=new_tokens, do_sample=True, dtype=dtype, sampling_seed=0).to(device)
+    tasks = read_synthetic_cases("quickstart:test_multi").cases[:n]
+    dm = PromptDataModule(train_path="quickstart", template="python_sig", tokenizer=module.tokenizer, batch_size=n, max_train_prompts=n)
+    dm.setup("fit")
+    start = time.perf_counter()
+    traces = module.play(tasks)
+    multi_s = time.perf_counter() - start
+    multi_tokens = sum(sum(t.sampled) for t in traces)
+    start = time.perf_counter()
+    out = generate(module.actor, module.tokenizer, [r.text for r in dm.train_prompts], max_new_tokens=new_tokens,
+                   do_sample=True, stop_strings=[module.template.end_of_turn(module.tokenizer)], seed=0)
+    single_s = time.perf_counter() - start
+    return {"multi": multi_tokens / multi_s, "single": int(out.response_mask.sum()) / single_s,
+            "turns": sum(len(t.result.turns) for t in traces) / n, "truncated": sum(t.truncated for t in traces)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--actor", default="tl-tiny", help="HF path/export, a TLSFTModule .ckpt, or tl-tiny (random init)")
+    p.add_argument("--prompts", type=int, default=4)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--new-tokens", type=int, default=48)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--tasks", type=int, default=16, help="multi-turn tasks (and single-step prompts) for rollout tokens/s")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None)
+    args = p.parse_args()
+
+    from tl_lightning.data.prompts import PromptDataModule
+    from tl_lightning.modules.ppo import TLPPOModule
+
+    common = dict(actor=args.actor, max_new_tokens=args.new_tokens, do_sample=True, temperature=1.0, dtype=args.dtype,
+                  actor_lr=1e-5, critic_lr=1e-5, sampling_seed=0)
+    settings = {
+        "PPO (gae, separate critic)": dict(advantage="gae", critic="separate"),
+        f"GRPO (G={args.group_size}, no critic)": dict(advantage="grpo", group_size=args.group_size, kl_mode="loss"),
+    }
+    results = {}
+    for name, kw in settings.items():
+        torch.manual_seed(0)
+        module = TLPPOModule(**common, **kw).to(args.device)
+        dm = PromptDataModule(train_path="quickstart", template="python_sig", tokenizer=module.tokenizer, batch_size=args.prompts,
+                              max_train_prompts=args.prompts)
+        dm.setup("fit")
+        records = [r for r in dm.train_prompts for _ in range(args.group_size)]
+        results[name] = run(module, records, args.steps, args.device)
+        del module
+
+    print(f"actor {args.actor}, device {args.device}, torch threads {torch.get_num_threads()}; "
+          f"{args.prompts} prompts x {args.group_size} samples, {args.new_tokens} new tokens max")
+    print(f"{'setting':32s} {'models MB':>10s} {'optim MB':>10s} {'total MB':>10s} {'optimizers':>10s} {'step s':>8s}")
+    for name, r in results.items():
+        total = r["models"] + r["optimizer"]
+        print(f"{name:32s} {r['models'] / 2**20:10.2f} {r['optimizer'] / 2**20:10.2f} {total / 2**20:10.2f} "
+              f"{r['n_optimizers']:10d} {r['step_s']:8.2f}")
+    ppo, grpo = results.values()
+    ratio = (grpo["models"] + grpo["optimizer"]) / (ppo["models"] + ppo["optimizer"])
+    print(f"GRPO / PPO held bytes (models + optimizer states): {ratio:.2f}x   "
+          f"models only: {grpo['models'] / ppo['models']:.2f}x   step time: {grpo['step_s'] / ppo['step_s']:.2f}x")
+    roll = bench_rollouts(args.actor, args.tasks, args.new_tokens, args.device, args.dtype)
+    print(f"rollout tokens/s  multi-turn episodes: {roll['multi']:.1f} ({roll['turns']:.1f} turns/episode, "
+          f"{roll['truncated']} truncated)   single-step: {roll['single']:.1f}   ratio (multi / single): "
+          f"{roll['multi'] / roll['single']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Multi-turn RL episodes in the sandbox, token-in/token-out, with a reward per call.
+
+    traces, stats = run_episodes(policy, tokenizer, template, tasks, EpisodeSettings(max_turns=9))
+    batch = episode_batch(traces, pad_id)     # EpisodeBatch: ids, masks and per-token env rewards
+
+The loop (one :class:`~tl_lightning.evaluation.multiturn.Episode` per task, the evaluation's own rules and
+environment): the policy generates a turn for every unfinished episode at once -> its text is parsed and
+executed -> the feedback is rendered by the same template as training -> repeat until ``finish``, an
+unparseable turn, ``max_turns`` or the context bound.
+
+Token-in/token-out: an episode is one growing list of token ids. The ids the policy sampled (its end-of-turn
+token included) are appended as sampled and are what training scores; only the observation (tool feedback
+and the next ``Assistant:`` opener, as the template renders them) is tokenised from text, on its own, and
+appended as ids with mask 0. Decoding the episode and re-encoding it can give other ids (a sampled
+non-canonical split of a word, merges across a turn boundary): that is never done.
+
+Rewards (``EpisodeSettings``): each turn's calls get ``category_rewards[category]`` of their real feedback
+(an unparseable turn counts as ``unparseable``), summed at that turn's last generated token; the episode's
+last generated token also gets ``success_bonus`` if the task's success check passes, and
+``max_turns_penalty`` if ``max_turns`` ran out without ``finish``. Each component is kept for logging.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from tl_lightning.data.cases import MultiTurnTask
+from tl_lightning.data.template_base import Template
+from tl_lightning.evaluation.multiturn import FORMAT_ERROR, Episode, EpisodeResult
+from tl_lightning.generation import GenerationOutput, tokenize_prompts
+from tl_lightning.rewards import category_reward
+
+__all__ = ["EpisodeBatch", "EpisodeSettings", "EpisodeTrace", "episode_batch", "observation_text", "run_episodes", "turn_reward"]
+
+#: ``policy(prompt_ids, seed) -> GenerationOutput``: one turn for each row of token ids (stopping at end of turn).
+Policy = Callable[[list[list[int]], int | None], GenerationOutput]
+
+
+@dataclass(frozen=True)
+class EpisodeSettings:
+    """How episodes run and are rewarded (see the module docstring)."""
+
+    max_turns: int = 9
+    max_context: int = 2048
+    max_new_tokens: int = 64
+    category_rewards: dict[str, float] | None = None
+    success_bonus: float = 2.0
+    max_turns_penalty: float = -1.0
+    env_seed: int = 0
+
+
+@dataclass
+class EpisodeTrace:
+    """One episode as token ids. ``ids`` is everything after the first prompt, in order.
+
+    - ``prompt_ids``: the first prompt (template-rendered, tokenised once, with BOS).
+    - ``ids`` / ``sampled``: the episode's ids and a 0/1 list of the same length, 1 where the policy sampled the id.
+    - ``rewards``: ``(index into ids, reward)``, each at a turn's last sampled id.
+    - ``components``: the summed rewards by kind (``calls``, ``success``, ``max_turns``).
+    """
+
+    prompt_ids: list[int]
+    ids: list[int] = field(default_factory=list)
+    sampled: list[int] = field(default_factory=list)
+    rewards: list[tuple[int, float]] = field(default_factory=list)
+    components: dict[str, float] = field(default_factory=lambda: {"calls": 0.0, "success": 0.0, "max_turns": 0.0})
+    truncated: bool = False
+    result: EpisodeResult | None = None
+
+    def append(self, ids: Sequence[int], sampled: bool) -> None:
+        self.ids += list(ids)
+        self.sampled += [int(sampled)] * len(ids)
+
+    def reward_last_sampled(self, value: float, kind: str) -> None:
+        last = max(i for i, s in enumerate(self.sampled) if s)
+        self.rewards.append((last, value))
+        self.components[kind] += value
+
+
+def turn_reward(categories: Sequence[str], table: dict[str, float] | None = None) -> float:
+    """The sum of the turn's per-call rewards: each call's feedback category through the table (an
+    unparseable turn, ``format_error``, is one ``unparseable`` call)."""
+    return sum(category_reward(None if c == FORMAT_ERROR else c, table) for c in categories)
+
+
+def observation_text(template: Template, tokenizer, episode: Episode) -> str:
+    """What the template writes after the last assistant turn's end-of-turn: the feedback, then the next opener.
+
+    The same template renders it as at training time: the prompt of the next turn minus everything up to
+    the end of the last supervised (assistant) segment.
+    """
+    traj = episode.trajectory()
+    rendered = template.render(traj, tokenizer)
+    end = max(s.end for s in rendered.segments if s.supervised and s.step == len(traj.steps) - 1)
+    prompt = template.render_prompt(traj, tokenizer)
+    if prompt[:end] != rendered.text[:end]:
+        raise ValueError(f"{type(template).__name__}: render_prompt does not extend render; cannot cut the observation")
+    return prompt[end:]
+
+
+def run_episodes(
+    policy: Policy, tokenizer, template: Template, tasks: Sequence[MultiTurnTask], settings: EpisodeSettings,
+    seed: int | None = None,
+) -> list[EpisodeTrace]:
+    """Play every task to its end, in a batch whose finished episodes drop out; one trace per task."""
+    episodes = [
+        Episode(dataclasses.replace(t, max_turns=settings.max_turns), call_format=template.call_format, seed=settings.env_seed)
+        for t in tasks
+    ]
+    prompts = tokenize_prompts(tokenizer, [template.render_prompt(e.trajectory(), tokenizer) for e in episodes])
+    traces = [EpisodeTrace(prompt_ids=p) for p in prompts]
+    turn = 0
+    while active := [i for i, e in enumerate(episodes) if not e.done and not traces[i].truncated]:
+        step_seed = None if seed is None else seed * 1000 + turn
+        out = policy([traces[i].prompt_ids + traces[i].ids for i in active], step_seed)
+        for row, i in enumerate(active):
+            trace, episode = traces[i], episodes[i]
+            n = int(out.response_mask[row].sum())
+            trace.append(out.responses[row, :n].tolist(), sampled=True)  # the stop token included: it is trained
+            record = episode.step(out.texts[row])
+            trace.reward_last_sampled(turn_reward(record.categories, settings.category_rewards), "calls")
+            if episode.done:
+                continue
+            obs = tokenizer(observation_text(template, tokenizer, episode), add_special_tokens=False)["input_ids"]
+            if len(trace.prompt_ids) + len(trace.ids) + len(obs) + settings.max_new_tokens > settings.max_context:
+                trace.truncated = True  # the next turn would not fit: stop here, no bonus and no penalty
+                continue
+            trace.append(obs, sampled=False)
+        turn += 1
+    for trace, episode in zip(traces, episodes, strict=True):
+        trace.result = episode.result()
+        if trace.result.success:
+            trace.reward_last_sampled(settings.success_bonus, "success")
+        if not episode.finished and not episode.ended_on_error and not trace.truncated:
+            trace.reward_last_sampled(settings.max_turns_penalty, "max_turns")
+    return traces
+
+
+@dataclass
+class EpisodeBatch:
+    """B episodes as tensors for training. P: longest first prompt, T: longest rest of an episode.
+
+    - ``sequences``: [B, P+T] long, first prompt left-padded, then the episode's ids right-padded.
+    - ``attention_mask``: [B, P+T] long, 1 on every real token (observations included: the policy reads them).
+    - ``response_mask``: [B, T] float, 1 only on ids the policy sampled: the loss, the KL and GAE see only these.
+    - ``token_scores``: [B, T] float, the environment's rewards at the turns' last sampled tokens, 0 elsewhere.
+    """
+
+    sequences: Tensor
+    attention_mask: Tensor
+    response_mask: Tensor
+    token_scores: Tensor
+
+
+def episode_batch(traces: Sequence[EpisodeTrace], pad_id: int) -> EpisodeBatch:
+    """Lay the traces out as an :class:`EpisodeBatch` (ids exactly as sampled, never re-tokenised)."""
+    p = max(len(t.prompt_ids) for t in traces)
+    n = max(len(t.ids) for t in traces)
+    seq = torch.full((len(traces), p + n), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(seq)
+    mask = torch.zeros(len(traces), n)
+    scores = torch.zeros(len(traces), n)
+    for b, t in enumerate(traces):
+        seq[b, p - len(t.prompt_ids) : p] = torch.tensor(t.prompt_ids)
+        seq[b, p : p + len(t.ids)] = torch.tensor(t.ids, dtype=torch.long)
+        attn[b, p - len(t.prompt_ids) : p + len(t.ids)] = 1
+        mask[b, : len(t.ids)] = torch.tensor(t.sampled, dtype=torch.float32)
+        for index, reward in t.rewards:
+            scores[b, index] += reward
+    return EpisodeBatch(seq, attn, mask, scores)
