@@ -192,3 +192,21 @@ def test_traceback_switch_reraises(tmp_path, small_data, monkeypatch):
     monkeypatch.setenv("TL_LIGHTNING_TRACEBACK", "1")
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         main(_quickstart_args(tmp_path / "run", small_data, "--data.init_args.batch_size=0"))
+
+
+def test_run_status_names_the_time_limit_even_when_the_cut_epoch_was_counted():
+    # The Timer stops a run mid-epoch, yet Lightning still closes that epoch: current_epoch == max_epochs.
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from tl_lightning.callbacks import run_status
+
+    timer = Timer(duration="00:00:00:01")
+    timer.time_remaining = lambda: 0.0
+    trainer = SimpleNamespace(global_step=7, current_epoch=1, max_steps=-1, max_epochs=1, callbacks=[timer],
+                              interrupted=False)
+    status = run_status(trainer)
+    assert status["stopped_by"] == "max_time" and status["completed"] is False
+    timer.time_remaining = lambda: 30.0
+    assert run_status(trainer) == {**status, "stopped_by": "max_epochs", "completed": True}

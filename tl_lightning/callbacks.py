@@ -58,12 +58,14 @@ def run_status(trainer: Trainer) -> dict[str, Any]:
     max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     remaining = timer.time_remaining() if timer is not None else None
+    # The time limit is checked before the epoch count: a run the Timer stops still closes its epoch, so
+    # current_epoch can reach max_epochs although the epoch was cut short.
     if max_steps != -1 and steps >= max_steps:
         stopped_by = "max_steps"
-    elif max_epochs is not None and max_epochs != -1 and epochs >= max_epochs:
-        stopped_by = "max_epochs"
     elif remaining is not None and remaining <= 0:
         stopped_by = "max_time"
+    elif max_epochs is not None and max_epochs != -1 and epochs >= max_epochs:
+        stopped_by = "max_epochs"
     elif trainer.interrupted:
         stopped_by = "interrupted"
     else:
