@@ -37,10 +37,10 @@ from tl_lightning.data.readers import read_trajectories
 from tl_lightning.data.templates import get_template
 from tl_lightning.synthetic import ensure_quickstart_data
 from tl_lightning.synthetic.pretrain import documents
+from tl_lightning.synthetic.pretrain.corpus import RenderOnlyTokenizer
 from tl_lightning.tokenization import (
     SMALL_CHAT_TEMPLATE,
     SMALL_TOKENIZER,
-    SPECIAL_TOKENS,
     TINY_TOKENIZER,
     shipped_tokenizer_dir,
     train_bpe_tokenizer,
@@ -56,21 +56,11 @@ _SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "turtledem
 ENGLISH_SHA256 = "6a98e59ae486632fdd392549b361270672a7d929133300d5d994d0a47f9c67a1"
 
 
-class _RenderOnly:
-    """What the python_doc template needs from a tokenizer to render text (it does not tokenize)."""
-
-    bos_token = SPECIAL_TOKENS["bos_token"]
-    eos_token = SPECIAL_TOKENS["eos_token"]
-    pad_token = SPECIAL_TOKENS["pad_token"]
-    unk_token = SPECIAL_TOKENS["unk_token"]
-    chat_template = None
-
-
 def corpus(split: str = "train", template: str = "python_doc") -> list[str]:
     """``tl-tiny``'s training text: the quick-start split rendered through ``template``."""
     tpl = get_template(template)
     trajectories = read_trajectories(ensure_quickstart_data() / f"{split}.jsonl", format="openai")
-    return [tpl.render(t, _RenderOnly()).text for t in trajectories]
+    return [tpl.render(t, RenderOnlyTokenizer()).text for t in trajectories]
 
 
 def english_texts() -> list[str]:

@@ -103,10 +103,23 @@ def collate_encoded(items: list[EncodedTrajectory], pad_token_id: int, pad_to_mu
     """Right-pad a list of :class:`EncodedTrajectory` into a :class:`TrajectoryBatch`, one trajectory per row."""
     if not items:
         raise ValueError("cannot collate an empty list of trajectories")
-    length = max(len(it) for it in items)
+    return collate_rows([[it] for it in items], pad_token_id, pad_to_multiple_of, packed=False)
+
+
+def collate_rows(
+    rows: list[list[EncodedTrajectory]], pad_token_id: int, pad_to_multiple_of: int | None = None, packed: bool = True
+) -> TrajectoryBatch:
+    """Lay rows of trajectories into a :class:`TrajectoryBatch`: each row's trajectories back to back, rows
+    right-padded to the longest (rounded up to ``pad_to_multiple_of``); segment ``k`` is the batch's k-th
+    trajectory. ``packed`` adds ``position_ids`` restarting at 0 for each trajectory (the padding tail is one more
+    run from 0, so it forms its own segment and attends only to itself; it carries no loss); unpacked batches
+    leave positions to the model, which derives them from the attention mask."""
+    if not rows or not all(rows):
+        raise ValueError("cannot collate an empty row or an empty list of rows")
+    length = max(sum(len(t) for t in row) for row in rows)
     if pad_to_multiple_of:
         length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
-    b = len(items)
+    b = len(rows)
     input_ids = torch.full((b, length), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((b, length), dtype=torch.long)
     labels = torch.full((b, length), IGNORE_INDEX, dtype=torch.long)
@@ -114,15 +127,23 @@ def collate_encoded(items: list[EncodedTrajectory], pad_token_id: int, pad_to_mu
     key_mask = torch.zeros((b, length), dtype=torch.bool)
     step_ids = torch.full((b, length), -1, dtype=torch.long)
     segment_ids = torch.full((b, length), -1, dtype=torch.long)
-    for i, it in enumerate(items):
-        n = len(it)
-        input_ids[i, :n] = it.input_ids
-        attention_mask[i, :n] = 1
-        labels[i, :n] = it.labels
-        error_mask[i, :n] = it.error_mask
-        key_mask[i, :n] = it.key_mask
-        step_ids[i, :n] = it.step_ids
-        segment_ids[i, :n] = i
+    position_ids = torch.zeros((b, length), dtype=torch.long)
+    segment, ids = 0, []
+    for r, row in enumerate(rows):
+        start = 0
+        for it in row:
+            end = start + len(it)
+            input_ids[r, start:end] = it.input_ids
+            attention_mask[r, start:end] = 1
+            labels[r, start:end] = it.labels
+            error_mask[r, start:end] = it.error_mask
+            key_mask[r, start:end] = it.key_mask
+            step_ids[r, start:end] = it.step_ids
+            segment_ids[r, start:end] = segment
+            position_ids[r, start:end] = torch.arange(len(it))
+            segment, start = segment + 1, end
+            ids.append(it.id)
+        position_ids[r, start:] = torch.arange(length - start)
     target_index, clean_target_index = target_indices(labels, error_mask, segment_ids)
     return TrajectoryBatch(
         input_ids=input_ids,
@@ -134,7 +155,8 @@ def collate_encoded(items: list[EncodedTrajectory], pad_token_id: int, pad_to_mu
         segment_ids=segment_ids,
         target_index=target_index,
         clean_target_index=clean_target_index,
-        num_segments=b,
-        num_tokens=sum(len(it) for it in items),
-        ids=[it.id for it in items],
+        num_segments=segment,
+        num_tokens=int(attention_mask.sum()),
+        position_ids=position_ids if packed else None,
+        ids=ids,
     )

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DistributedSampler
 
-from tl_lightning.data.batch import IGNORE_INDEX, EncodedTrajectory, TrajectoryBatch, target_indices
+from tl_lightning.data.batch import EncodedTrajectory, TrajectoryBatch, collate_rows
 
 __all__ = ["PackedBatchSampler", "PackedRows", "collate_packed", "pack_rows", "plan_batches"]
 
@@ -164,52 +164,5 @@ class PackedBatchSampler(DistributedSampler):
 
 
 def collate_packed(rows: list[list[EncodedTrajectory]], pad_token_id: int, pad_to_multiple_of: int | None = None) -> TrajectoryBatch:
-    """Pack rows of trajectories into a :class:`TrajectoryBatch`: trajectories back to back in their row,
-    ``position_ids`` restarting at 0 for each, rows right-padded to the longest (the padding tail is one more
-    position run from 0, so it forms its own segment and attends only to itself; it carries no loss)."""
-    if not rows or not all(rows):
-        raise ValueError("cannot collate an empty row or an empty list of rows")
-    length = max(sum(len(t) for t in row) for row in rows)
-    if pad_to_multiple_of:
-        length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
-    b = len(rows)
-    input_ids = torch.full((b, length), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((b, length), dtype=torch.long)
-    labels = torch.full((b, length), IGNORE_INDEX, dtype=torch.long)
-    error_mask = torch.zeros((b, length), dtype=torch.bool)
-    key_mask = torch.zeros((b, length), dtype=torch.bool)
-    step_ids = torch.full((b, length), -1, dtype=torch.long)
-    segment_ids = torch.full((b, length), -1, dtype=torch.long)
-    position_ids = torch.zeros((b, length), dtype=torch.long)
-    segment, ids = 0, []
-    for r, row in enumerate(rows):
-        start = 0
-        for it in row:
-            end = start + len(it)
-            input_ids[r, start:end] = it.input_ids
-            attention_mask[r, start:end] = 1
-            labels[r, start:end] = it.labels
-            error_mask[r, start:end] = it.error_mask
-            key_mask[r, start:end] = it.key_mask
-            step_ids[r, start:end] = it.step_ids
-            segment_ids[r, start:end] = segment
-            position_ids[r, start:end] = torch.arange(len(it))
-            segment, start = segment + 1, end
-            ids.append(it.id)
-        position_ids[r, start:] = torch.arange(length - start)
-    target_index, clean_target_index = target_indices(labels, error_mask, segment_ids)
-    return TrajectoryBatch(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        labels=labels,
-        error_mask=error_mask,
-        key_mask=key_mask,
-        step_ids=step_ids,
-        segment_ids=segment_ids,
-        target_index=target_index,
-        clean_target_index=clean_target_index,
-        num_segments=segment,
-        num_tokens=int(attention_mask.sum()),
-        position_ids=position_ids,
-        ids=ids,
-    )
+    """Pack rows of trajectories into a :class:`TrajectoryBatch` (:func:`~tl_lightning.data.batch.collate_rows`)."""
+    return collate_rows(rows, pad_token_id, pad_to_multiple_of, packed=True)

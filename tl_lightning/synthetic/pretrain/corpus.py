@@ -35,8 +35,8 @@ CHAT_END_OF_TURN = "<|im_end|>"
 Document = dict  # {"id": str, "format": str, "text": str}
 
 
-class _RenderOnly:
-    """What the turn-based templates read from a tokenizer: its special tokens (they do not tokenize)."""
+class RenderOnlyTokenizer:
+    """What the turn-based templates read from a tokenizer to render text: its special tokens (they do not tokenize)."""
 
     bos_token = SPECIAL_TOKENS["bos_token"]
     eos_token = SPECIAL_TOKENS["eos_token"]
@@ -59,7 +59,7 @@ class _Renderer:
                 # Any tokenizer with apply_chat_template renders the same text: the template names no token of its own.
                 self._jinja = load_tokenizer(TINY_TOKENIZER)
             return self.templates[fmt].render(traj, self._jinja).text
-        return self.templates[fmt].render(traj, _RenderOnly()).text
+        return self.templates[fmt].render(traj, RenderOnlyTokenizer()).text
 
 
 def render(traj: Trajectory, fmt: str) -> str:
