@@ -15,7 +15,7 @@ the GRPO family (group baselines, loss aggregation, sequence ratios, k3 KL) is h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "Rollout",
     "aggregate",
     "check_groups",
+    "check_ppo_ranges",
     "check_rl_settings",
     "compute_advantages",
     "critic_free_advantages",
@@ -350,3 +351,36 @@ def episode_gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.
     order = torch.argsort((mask == 0).to(torch.int8), dim=1, stable=True)  # generated columns first, in order
     adv, ret = gae(rewards.gather(1, order), values.gather(1, order), mask.gather(1, order), gamma, lam)
     return torch.zeros_like(adv).scatter(1, order, adv), torch.zeros_like(ret).scatter(1, order, ret)
+
+#: ``(setting, valid, rule)`` for the PPO-family module's numbers and choices: checked at construction,
+#: before any model is loaded, so a typo costs one line instead of a model load and a traceback.
+_PPO_RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("critic", lambda v: v in ("separate", "shared"), "'separate' or 'shared'"),
+    ("reward_source", lambda v: v in ("gold", "sandbox"), "'gold' or 'sandbox'"),
+    ("sandbox_instability_rate", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("reward_clip", lambda v: v is None or v > 0, "> 0 or None"),
+    ("kl_coef", lambda v: v >= 0, ">= 0"),
+    ("gamma", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("lam", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("clip_policy", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("clip_value", lambda v: v is None or v > 0, "> 0 or None"),
+    ("ppo_epochs", lambda v: v >= 1, ">= 1"),
+    ("num_minibatches", lambda v: v >= 1, ">= 1"),
+    ("vf_coef", lambda v: v >= 0, ">= 0"),
+    ("actor_lr", lambda v: v > 0, "> 0"),
+    ("critic_lr", lambda v: v > 0, "> 0"),
+    ("weight_decay", lambda v: v >= 0, ">= 0"),
+    ("betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("max_grad_norm", lambda v: v is None or v > 0, "> 0 or None"),
+    ("max_new_tokens", lambda v: v >= 1, ">= 1"),
+    ("temperature", lambda v: v > 0, "> 0"),
+    ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("top_k", lambda v: v >= 0, ">= 0"),
+)
+
+
+def check_ppo_ranges(settings: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first of ``settings`` (the module's arguments) out of its range."""
+    for name, valid, rule in _PPO_RANGES:
+        if not valid(settings[name]):
+            raise ValueError(f"TLPPOModule: {name} must be {rule}, got {settings[name]!r}")

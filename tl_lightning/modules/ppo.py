@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +41,7 @@ from tl_lightning.rl import (
     REWARD_CATEGORIES,
     Rollout,
     check_groups,
+    check_ppo_ranges,
     check_rl_settings,
     compute_advantages,
     critic_free_advantages,
@@ -137,31 +138,7 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
         sampling_seed: int | None = None,
     ) -> None:
         check_rl_settings(advantage, group_size, loss_agg, ratio_level, kl_mode, do_sample, clip_high)
-        for name, value, ok, rule in (
-            ("critic", critic, critic in ("separate", "shared"), "'separate' or 'shared'"),
-            ("reward_source", reward_source, reward_source in ("gold", "sandbox"), "'gold' or 'sandbox'"),
-            ("sandbox_instability_rate", sandbox_instability_rate, 0 <= sandbox_instability_rate <= 1, "in [0, 1]"),
-            ("reward_clip", reward_clip, reward_clip is None or reward_clip > 0, "> 0 or None"),
-            ("kl_coef", kl_coef, kl_coef >= 0, ">= 0"),
-            ("gamma", gamma, 0 <= gamma <= 1, "in [0, 1]"),
-            ("lam", lam, 0 <= lam <= 1, "in [0, 1]"),
-            ("clip_policy", clip_policy, 0 < clip_policy < 1, "in (0, 1)"),
-            ("clip_value", clip_value, clip_value is None or clip_value > 0, "> 0 or None"),
-            ("ppo_epochs", ppo_epochs, ppo_epochs >= 1, ">= 1"),
-            ("num_minibatches", num_minibatches, num_minibatches >= 1, ">= 1"),
-            ("vf_coef", vf_coef, vf_coef >= 0, ">= 0"),
-            ("actor_lr", actor_lr, actor_lr > 0, "> 0"),
-            ("critic_lr", critic_lr, critic_lr > 0, "> 0"),
-            ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
-            ("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
-            ("max_grad_norm", max_grad_norm, max_grad_norm is None or max_grad_norm > 0, "> 0 or None"),
-            ("max_new_tokens", max_new_tokens, max_new_tokens >= 1, ">= 1"),
-            ("temperature", temperature, temperature > 0, "> 0"),
-            ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]"),
-            ("top_k", top_k, top_k >= 0, ">= 0"),
-        ):
-            if not ok:
-                raise ValueError(f"TLPPOModule: {name} must be {rule}, got {value!r}")
+        check_ppo_ranges(locals())
         check_model_source(actor, what="actor")
         check_tokenizer_source(tokenizer)
         super().__init__()
@@ -310,26 +287,49 @@ class TLPPOModule(TokenizerCheckpointMixin, LightningModule):
     def training_step(self, batch: list[PromptRecord], batch_idx: int) -> None:
         hp = self.hparams
         t0 = time.perf_counter()
-        if hp.advantage in GROUP_ESTIMATORS:
-            check_groups([r.id for r in batch], hp.group_size)
+        self._check_groups([r.id for r in batch])
         rollout = self.rollout(batch)
         t1 = time.perf_counter()
         scores, categories = score_texts(rollout.texts, batch, self.reward_fn)
         t2 = time.perf_counter()
-        scores, kl_coef = scores.to(self.device), hp.kl_coef if hp.kl_mode == "reward" else 0.0
-        if hp.advantage == "gae":
+        scores = scores.to(self.device)
+        if hp.advantage != "gae" and hp.reward_clip is not None:
+            scores = scores.clamp(-hp.reward_clip, hp.reward_clip)
+
+        def gae() -> tuple[Tensor, Tensor]:
             _, advantages, returns = compute_advantages(
-                rollout, scores, kl_coef, hp.reward_clip, hp.gamma, hp.lam, hp.whiten_advantages
+                rollout, scores, self._reward_kl_coef, hp.reward_clip, hp.gamma, hp.lam, hp.whiten_advantages
             )
-            step_stats = {}
-        else:
-            if hp.reward_clip is not None:
-                scores = scores.clamp(-hp.reward_clip, hp.reward_clip)
-            advantages, step_stats = critic_free_advantages(hp.advantage, rollout, scores, hp.group_size, kl_coef, gamma=hp.gamma)
-            returns = advantages  # passed along, never read: there is no critic to regress
-        stats = self._optimise(rollout, advantages, returns, {k: [v] for k, v in step_stats.items()})
+            return advantages, returns
+
+        stats, returns = self._update(rollout, scores, gae)
         t3 = time.perf_counter()
         self._log_step(rollout, scores, categories, stats, returns, (t1 - t0, t2 - t1, t3 - t2))
+
+    @property
+    def _reward_kl_coef(self) -> float:
+        """The KL coefficient inside the reward (0 when ``kl_mode: loss`` puts the KL in the loss instead)."""
+        return self.hparams.kl_coef if self.hparams.kl_mode == "reward" else 0.0
+
+    def _check_groups(self, ids: list[str]) -> None:
+        if self.hparams.advantage in GROUP_ESTIMATORS:
+            check_groups(ids, self.hparams.group_size)
+
+    def _update(
+        self, rollout: Rollout, scores: Tensor, gae: Callable[[], tuple[Tensor, Tensor]]
+    ) -> tuple[dict[str, list[Tensor]], Tensor]:
+        """Advantages (``gae()`` with the critic, else from one ``scores`` [B] per sample), then the updates;
+        returns the stats and the value targets (the advantages when there is no critic to regress)."""
+        hp = self.hparams
+        if hp.advantage == "gae":
+            advantages, returns = gae()
+            step_stats = {}
+        else:
+            advantages, step_stats = critic_free_advantages(
+                hp.advantage, rollout, scores, hp.group_size, self._reward_kl_coef, gamma=hp.gamma
+            )
+            returns = advantages
+        return self._optimise(rollout, advantages, returns, {k: [v] for k, v in step_stats.items()}), returns
 
     def _optimise(self, rollout: Rollout, advantages: Tensor, returns: Tensor, stats: dict[str, list[Tensor]]) -> dict[str, list[Tensor]]:
         """``ppo_epochs`` passes of ``num_minibatches`` shuffled minibatch updates; appends their stats."""

@@ -30,7 +30,7 @@ from tl_lightning.data.templates import get_template
 from tl_lightning.generation import GenerationOutput, generate, sequence_logprobs
 from tl_lightning.losses import kl_penalty, masked_whiten
 from tl_lightning.modules.ppo import TLPPOModule
-from tl_lightning.rl import GROUP_ESTIMATORS, Rollout, check_groups, critic_free_advantages, episode_gae
+from tl_lightning.rl import Rollout, episode_gae
 from tl_lightning.rl_episodes import EpisodeSettings, EpisodeTrace, episode_batch, run_episodes
 
 __all__ = ["TLMultiTurnRLModule"]
@@ -102,23 +102,21 @@ class TLMultiTurnRLModule(TLPPOModule):
     def training_step(self, batch: list[MultiTurnTask], batch_idx: int) -> None:
         hp = self.hparams
         t0 = time.perf_counter()
-        if hp.advantage in GROUP_ESTIMATORS:
-            check_groups([t.id for t in batch], hp.group_size)
+        self._check_groups([t.id for t in batch])
         traces = self.play(batch)
         t1 = time.perf_counter()
         rollout, token_scores = self.episode_rollout(traces)
         t2 = time.perf_counter()
-        kl_coef, mask = (hp.kl_coef if hp.kl_mode == "reward" else 0.0), rollout.response_mask
-        if hp.advantage == "gae":
-            rewards = kl_penalty(rollout.logprobs, rollout.ref_logprobs, mask, kl_coef) + token_scores
+
+        def gae() -> tuple[Tensor, Tensor]:
+            mask = rollout.response_mask
+            rewards = kl_penalty(rollout.logprobs, rollout.ref_logprobs, mask, self._reward_kl_coef) + token_scores
             advantages, returns = episode_gae(rewards, rollout.values, mask, hp.gamma, hp.lam)
             if hp.whiten_advantages and mask.sum() >= 2:
                 advantages = masked_whiten(advantages, mask)
-            step_stats = {}
-        else:
-            advantages, step_stats = critic_free_advantages(hp.advantage, rollout, token_scores.sum(dim=1), hp.group_size, kl_coef)
-            returns = advantages  # passed along, never read: there is no critic to regress
-        stats = self._optimise(rollout, advantages, returns, {k: [v] for k, v in step_stats.items()})
+            return advantages, returns
+
+        stats, _ = self._update(rollout, token_scores.sum(dim=1), gae)
         self._log_episodes("train", traces, rollout, stats, (t1 - t0, t2 - t1, time.perf_counter() - t2))
 
     def _log_episodes(self, stage: str, traces: Sequence[EpisodeTrace], rollout: Rollout | None, stats, times=None) -> None:
