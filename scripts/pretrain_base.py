@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from tl_lightning.data.packing import pack_rows
 from tl_lightning.tokenization import SMALL_TOKENIZER, load_tokenizer, tokenize_batch_with_offsets
 
 IGNORE = -100
@@ -98,23 +99,10 @@ def tokenize_corpus(path: Path, tokenizer, seq_len: int, cache_dir: Path, limit:
 
 
 def pack(lengths: list[int], seq_len: int, rng: random.Random, window: int = 256) -> list[list[int]]:
-    """Document indices in rows of at most ``seq_len`` tokens, each index once: a permutation drawn from
-    ``rng`` cut into windows, first-fit-decreasing inside each window."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    rows: list[list[int]] = []
-    for lo in range(0, len(order), window):
-        chunk_rows: list[list[int]] = []
-        room: list[int] = []
-        for i in sorted(order[lo : lo + window], key=lambda i: (-lengths[i], i)):
-            slot = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
-            if slot is None:
-                chunk_rows.append([])
-                room.append(seq_len)
-                slot = len(room) - 1
-            chunk_rows[slot].append(i)
-            room[slot] -= lengths[i]
-        rows += chunk_rows
+    """Document indices in rows of at most ``seq_len`` tokens, each index once: the fine-tuning packer
+    (:func:`tl_lightning.data.packing.pack_rows`, first-fit-decreasing in windows of a permutation) seeded
+    from ``rng``, rows then shuffled so long and short rows mix across steps."""
+    rows = pack_rows(lengths, seq_len, torch.Generator().manual_seed(rng.randrange(2**63)), window)
     rng.shuffle(rows)
     return rows
 
