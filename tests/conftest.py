@@ -57,3 +57,14 @@ def quickstart_data() -> Path:
     from tl_lightning.synthetic import ensure_quickstart_data
 
     return ensure_quickstart_data()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is faster than two fighting over shared cores (and makes runs reproducible)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

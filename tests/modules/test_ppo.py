@@ -65,15 +65,6 @@ def trainer(tmp_path, **kw) -> Trainer:
     return Trainer(**{**defaults, **kw})
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: one thread is faster than two fighting over shared cores (and makes runs reproducible)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_ppo_raises_mean_reward_on_a_two_tool_toy_task(tiny_tokenizer, tmp_path, one_thread):
     seed_everything(0)
     module = make_module(tiny_tokenizer, do_sample=True, ppo_epochs=2, num_minibatches=2)

@@ -43,9 +43,9 @@ def _sft_export(workdir: Path) -> Path:
     return TLSFTModule(tiny_config=TINY).export_hf(workdir / "runs" / "quickstart" / "hf")
 
 
-def _run(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
+def _run(workdir: Path, *extra: str, config: str = "ppo_quickstart.yaml", quick: list[str] = QUICK) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "tl_lightning", "fit", "--config", str(ROOT / "configs" / "ppo_quickstart.yaml"), *QUICK, *extra]
+    cmd = [sys.executable, "-m", "tl_lightning", "fit", "--config", str(ROOT / "configs" / config), *quick, *extra]
     # run from workdir: the config's relative paths (actor export, runs/ppo_quickstart) resolve there
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=170)
     assert proc.returncode == 0, proc.stderr[-4000:]

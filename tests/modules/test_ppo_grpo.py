@@ -15,14 +15,6 @@ from tl_lightning.rl import check_groups
 GRPO = dict(advantage="grpo", group_size=4, do_sample=True, kl_mode="loss")
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def groups(n_prompts: int, g: int) -> DataLoader:
     return DataLoader([toy_record()] * n_prompts, batch_size=n_prompts, collate_fn=_RepeatEach(g))
 

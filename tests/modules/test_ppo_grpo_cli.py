@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import test_ppo_cli as ppo_cli
 import torch
 from lightning.pytorch import Callback
 from test_ppo_cli import ROOT, _sft_export
@@ -47,10 +47,7 @@ class LengthRewardSync(Callback):
 
 
 def _run(workdir: Path, *extra: str) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "tl_lightning", "fit", "--config", str(ROOT / "configs" / "grpo_quickstart.yaml"), *QUICK, *extra]
-    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=170)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    ppo_cli._run(workdir, *extra, config="grpo_quickstart.yaml", quick=QUICK)
 
 
 @pytest.mark.slow
