@@ -5,14 +5,16 @@
     python benchmarks/bench_sft_step.py --vocab 32000 128256 151936 --batch-size 4 --steps 5   # real vocabularies
     python benchmarks/bench_sft_step.py --vocab 151936 --chunks 0 256 1024 4096 --steps 5       # loss_chunk_size
     python benchmarks/bench_sft_step.py --packing --steps 40                # packed vs padded real tokens/s
+    python benchmarks/bench_sft_step.py --packing --model tl-small-base --batch-size 4 --steps 12   # the quick start
 
 ``--vocab``: a LLaMA of realistic width for a CPU (hidden 256, 4 layers, 4 heads, FFN 688, untied head)
 with each vocabulary in turn, on the same quick-start batch: TL (the module's loss path: head at the loss
 positions, chunked CE when there are more than ``loss_chunk_size`` of them) against HF cross-entropy.
 ``--chunks``: the TL arm at several ``loss_chunk_size`` values (0 = one [N, V] pass), to choose the default.
-``--packing``: the quick-start model on the quick-start data, three loaders side by side (padded random
-batches, padded length-grouped batches, packed rows), each arm its own model copy; one step of each in turn;
-real (non-pad) tokens per second.
+``--packing``: ``--model`` (and its tokenizer) on the quick-start data, three loaders (padded random batches, padded
+length-grouped batches, packed rows) under each ``--attn`` implementation (``sdpa``: transformers' masks, dense
+block-diagonal for packed rows; ``sdpa_varlen``: per-trajectory causal SDPA, no mask), each arm its own model copy;
+one step of each in turn; real (non-pad) tokens per second.
 
 Three copies of the same model (each with its own AdamW) train on the same batch, timed interleaved
 step by step in one process, so machine load hits every arm alike; ratios of medians are printed
@@ -38,9 +40,10 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from tl_lightning.attention import VARLEN_SDPA
 from tl_lightning.data.batch import TrajectoryBatch
 from tl_lightning.losses import loss_positions, pkt_weights, weighted_masked_nll
-from tl_lightning.models import load_causal_lm, logits_only_at
+from tl_lightning.models import default_tokenizer, load_causal_lm, logits_only_at
 from tl_lightning.modules.sft import TLSFTModule
 from tl_lightning.tokenization import load_tokenizer
 
@@ -221,9 +224,10 @@ def vocab_arms(tok, vocab: int, chunks: list[int], batch: TrajectoryBatch, args,
 
 
 def bench_packing(args) -> None:
-    """Real tokens/s of the quick-start SFT step: padded random, padded length-grouped, packed; one step each in turn."""
+    """Real tokens/s of the quick-start SFT step, loader x attention: padded random, padded length-grouped and
+    packed batches, each under every ``--attn`` implementation; one step of each arm in turn, same weights."""
     device = torch.device(args.device)
-    tok = load_tokenizer("tl-tiny")
+    tok = load_tokenizer(args.tokenizer or default_tokenizer(args.model))
     common = {"template": "python_sig"}
     loaders = {
         "padded": quickstart_data(tok, args.max_length, batch_size=args.batch_size, **common).train_dataloader(),
@@ -236,18 +240,21 @@ def bench_packing(args) -> None:
         loader.sampler.set_epoch(0)
     batches = {k: [to_device(b, device) for b in itertools.islice(loader, args.warmup + args.steps + 1)]
                for k, loader in loaders.items()}
-    torch.manual_seed(0)
-    modules = {k: TLSFTModule(tokenizer=tok).to(device) for k in loaders}  # same seed: the quick-start model
-    for m in modules.values():
-        m.model.load_state_dict(next(iter(modules.values())).model.state_dict())
+    arms = [(data, attn) for attn in args.attn for data in loaders]
+    modules = {}
+    for arm in arms:
+        torch.manual_seed(0)
+        modules[arm] = TLSFTModule(model=args.model, tokenizer=tok, attn_implementation=arm[1]).to(device)
+    first = next(iter(modules.values()))
+    for m in modules.values():  # tl-tiny is randomly initialised: every arm starts from the same weights
+        m.model.load_state_dict(first.model.state_dict())
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in modules.items()}
-    seconds = {k: 0.0 for k in loaders}
-    tokens = {k: 0 for k in loaders}
-    computed = {k: 0 for k in loaders}
-    arms = list(loaders)
+    seconds = {k: 0.0 for k in arms}
+    tokens = {k: 0 for k in arms}
+    computed = {k: 0 for k in arms}
     for i in range(args.warmup + args.steps):
         for arm in arms[i % len(arms):] + arms[: i % len(arms)]:
-            b = batches[arm][i]
+            b = batches[arm[0]][i]
             _sync(device)
             t = time.perf_counter()
             module_step(modules[arm], opts[arm], b)
@@ -257,13 +264,16 @@ def bench_packing(args) -> None:
                 tokens[arm] += b.num_tokens
                 computed[arm] += b.input_ids.numel()
     rate = {k: tokens[k] / seconds[k] for k in arms}
-    print(f"quick-start model (tl-tiny) on {device}, python_sig, max_length {args.max_length}; padded: batch "
-          f"{args.batch_size}; packed: {args.tokens_per_batch} tokens per batch; {args.steps} steps per arm, interleaved")
+    print(f"{args.model} on {device} ({torch.get_num_threads()} threads), python_sig, tokenizer {tok.name_or_path}, "
+          f"max_length {args.max_length}; padded: batch {args.batch_size}; packed: {args.tokens_per_batch} tokens per "
+          f"batch; {args.steps} steps per arm, interleaved")
     for k in arms:
-        print(f"  {k:>8}: {rate[k]:8.0f} real tokens/s, {tokens[k] / args.steps:6.0f} real tokens/step, "
+        print(f"  {k[0]:>8} {k[1]:>12}: {rate[k]:8.0f} real tokens/s, {tokens[k] / args.steps:6.0f} real tokens/step, "
               f"{1 - tokens[k] / computed[k]:5.1%} padding, {seconds[k] / args.steps * 1e3:6.0f} ms/step")
-    print(f"packed / padded {rate['packed'] / rate['padded']:.3f}   packed / grouped {rate['packed'] / rate['grouped']:.3f}"
-          "   (target >= 1.3)")
+    best = args.attn[-1]
+    for base in args.attn:
+        print(f"packed ({best}) / padded ({base}) {rate['packed', best] / rate['padded', base]:.3f}   "
+              f"packed ({best}) / grouped ({base}) {rate['packed', best] / rate['grouped', base]:.3f}   (target >= 1.3)")
 
 
 def main() -> None:
@@ -280,6 +290,8 @@ def main() -> None:
     p.add_argument("--chunks", type=int, nargs="+", help="with --vocab: loss_chunk_size values of the TL arm")
     p.add_argument("--packing", action="store_true", help="packed vs padded real tokens/s on the quick-start data")
     p.add_argument("--tokens-per-batch", type=int, default=1536, help="with --packing: max_tokens_per_batch")
+    p.add_argument("--attn", nargs="+", default=["sdpa", VARLEN_SDPA],
+                   help="with --packing: attention implementations; the last one is the packed arm of the ratios")
     args = p.parse_args()
     if args.vocab:
         bench_vocab(args)

@@ -22,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
 import tl_lightning.losses as losses
+from tl_lightning.attention import VARLEN_SDPA
 from tl_lightning.data.batch import collate_encoded
 from tl_lightning.data.packing import collate_packed
 from tl_lightning.modules.sft import TLSFTModule
@@ -67,10 +68,16 @@ class Packed(LightningDataModule):
         return DataLoader(items, batch_size=4, collate_fn=lambda xs: collate_encoded(xs, 0))
 
 
-@pytest.mark.parametrize(("packed", "chunk"), [(False, None), (True, None), (True, 5)], ids=["padded", "packed", "chunked"])
-def test_training_step_issues_no_host_sync(tmp_path, monkeypatch, packed, chunk):
+@pytest.mark.parametrize(
+    ("packed", "chunk", "attn"),
+    [(False, None, VARLEN_SDPA), (True, None, VARLEN_SDPA), (True, 5, VARLEN_SDPA), (True, None, "sdpa")],
+    ids=["padded", "packed", "chunked", "packed-sdpa"],
+)
+def test_training_step_issues_no_host_sync(tmp_path, monkeypatch, packed, chunk, attn):
+    """sdpa_varlen (the default) splits rows by collate-time lengths; sdpa reads the packing from position_ids."""
     seed_everything(0)
-    module = TLSFTModule(tokenizer=hand_tokenizer(), tiny_config=TINY, loss_chunk_size=chunk, lr=1e-2)
+    module = TLSFTModule(tokenizer=hand_tokenizer(), tiny_config=TINY, loss_chunk_size=chunk, lr=1e-2,
+                         attn_implementation=attn)
     counter = SyncCounter()
     original_step = module.training_step
     for name in ("item", "tolist"):

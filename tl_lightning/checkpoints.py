@@ -27,7 +27,7 @@ import yaml
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from tl_lightning.models import TINY_MODEL, check_model_source, decoder_layer_class, load_causal_lm
+from tl_lightning.models import TINY_MODEL, check_model_source, decoder_layer_class, default_tokenizer, load_causal_lm
 from tl_lightning.tokenization import resolve_tokenizer
 
 __all__ = [
@@ -130,7 +130,8 @@ def load_pretrained(
     gradient_checkpointing: bool = False,
     tiny_config: dict[str, Any] | None = None,
 ) -> Loaded:
-    """The one loader: a TLSFTModule / TLPPOModule ``.ckpt``, an HF directory or hub id, or ``"tl-tiny"``.
+    """The one loader: a TLSFTModule / TLPPOModule ``.ckpt``, an HF directory or hub id, or a shipped name
+    (``"tl-tiny"``, :data:`~tl_lightning.models.SHIPPED_MODELS`).
 
     A ``.ckpt`` is rebuilt from its hyperparameters (base model, ``tiny_config``, ``lora``; a base that
     is itself a ``.ckpt``, as when PPO starts from SFT, gives the architecture) and its LM weights;
@@ -141,7 +142,7 @@ def load_pretrained(
     source = str(source)
     check_model_source(source)
     if not source.endswith(".ckpt"):
-        tok = resolve_tokenizer(tokenizer, default=source)
+        tok = resolve_tokenizer(tokenizer, default=default_tokenizer(source))
         model = load_causal_lm(
             source, tokenizer=tok, dtype=dtype, gradient_checkpointing=gradient_checkpointing, tiny_config=tiny_config
         )

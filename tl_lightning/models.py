@@ -1,7 +1,8 @@
-"""Load any Hugging Face causal LM (by hub name or local path) or build the tiny default LLaMA.
+"""Load any Hugging Face causal LM (by hub name, local path or shipped name) or build the tiny random LLaMA.
 
     from tl_lightning.models import load_causal_lm
-    model = load_causal_lm("tl-tiny")                                   # ~0.7M-parameter LLaMA, shipped tokenizer
+    model = load_causal_lm("tl-tiny")                                   # ~0.7M-parameter LLaMA, random init
+    model = load_causal_lm("tl-small-base")                             # the pretrained base, once it is shipped
     model = load_causal_lm("/models/CodeLlama-7b-hf", dtype="bfloat16", gradient_checkpointing=True)
 """
 
@@ -23,15 +24,26 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tl_lightning.tokenization import TINY_TOKENIZER, hub_source_problem, resolve_tokenizer
+import tl_lightning.attention  # noqa: F401  (importing it registers "sdpa_varlen" with transformers)
+from tl_lightning.tokenization import SMALL_TOKENIZER, TINY_TOKENIZER, hub_source_problem, resolve_tokenizer
 
 __all__ = [
-    "TINY_MODEL", "TINY_CONFIG", "check_model_source", "decoder_layer_class", "hidden_states_at", "load_causal_lm",
-    "logits_only_at",
+    "BASE_MODEL", "SHIPPED_MODELS", "TINY_MODEL", "TINY_CONFIG", "available_models", "check_model_source", "decoder_layer_class",
+    "default_tokenizer", "hidden_states_at", "load_causal_lm", "logits_only_at", "model_path", "shipped_model_dir",
 ]
 
 #: Name of the default model: a LLaMA built from :data:`TINY_CONFIG`, randomly initialised.
 TINY_MODEL = TINY_TOKENIZER
+
+#: The pretrained base model's name: an ordinary HF directory at ``tl_lightning/assets/base_small`` (a 4.5M-parameter
+#: LLaMA that ``scripts/pretrain_base.py`` pretrains on the tool-use corpus of :mod:`tl_lightning.synthetic.pretrain`,
+#: which shares no tool with the quick-start toolkits), read with the ``tl-small`` tokenizer. Not shipped yet: the
+#: weights go into the package once fine-tuning them beats training from random weights (README, issue 11).
+BASE_MODEL = "tl-small-base"
+
+#: Every pretrained model that loads by name without a path or the hub: name -> (folder under ``assets/``, tokenizer).
+SHIPPED_MODELS: dict[str, tuple[str, str]] = {BASE_MODEL: ("base_small", SMALL_TOKENIZER)}
+_ASSETS = Path(__file__).resolve().parent / "assets"
 
 #: The quick-start size: 128 wide as DESIGN.md §5 measured best on 2 CPU cores (a 256-wide model learns more
 #: per step but is 2.4x slower), with 2 layers instead of 4: twice the steps in the 5-minute budget, and on the
@@ -48,14 +60,43 @@ TINY_CONFIG: dict[str, Any] = {
 }
 
 
+def shipped_model_dir(name: str = BASE_MODEL) -> Path:
+    """The HF directory of the shipped pretrained model called ``name`` (one of :data:`SHIPPED_MODELS`)."""
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"no shipped model {name!r}; shipped: {', '.join(SHIPPED_MODELS)}")
+    path = _ASSETS / SHIPPED_MODELS[name][0]
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"shipped model {name!r}: {path} has no config.json (the weights are not in this install; "
+            "scripts/pretrain_base.py builds them)"
+        )
+    return path
+
+
+def available_models() -> list[str]:
+    """The names that load without a path or the hub in this install: ``tl-tiny`` and the shipped models present."""
+    return [TINY_MODEL, *(n for n, (folder, _) in SHIPPED_MODELS.items() if (_ASSETS / folder / "config.json").is_file())]
+
+
+def model_path(name_or_path: str) -> str:
+    """What ``from_pretrained`` should read for ``name_or_path``: a shipped model's folder, else the name itself."""
+    return str(shipped_model_dir(name_or_path)) if name_or_path in SHIPPED_MODELS else name_or_path
+
+
 def check_model_source(name: object, what: str = "model") -> None:
     """Raise ``ValueError`` (one line) when ``name`` cannot be a model; cheap, loads nothing.
 
-    Accepted: the shipped name, an existing directory, an existing ``.ckpt`` file of tl_lightning, or
+    Accepted: a shipped name, an existing directory, an existing ``.ckpt`` file of tl_lightning, or
     a hub id (when the hub or its cache can serve it). ``what`` names the argument in the message
     (``model``, ``actor``).
     """
     if not isinstance(name, str) or name == TINY_MODEL:
+        return
+    if name in SHIPPED_MODELS:
+        try:
+            shipped_model_dir(name)
+        except FileNotFoundError as e:
+            raise ValueError(f"{what}: {e}") from None
         return
     path = Path(name).expanduser()
     if path.is_dir() or (path.is_file() and path.suffix == ".ckpt"):
@@ -66,8 +107,18 @@ def check_model_source(name: object, what: str = "model") -> None:
     if problem is not None:
         hub = f" or a hub id ({problem})" if problem else ""
         raise ValueError(
-            f"{what} {name!r} is neither a local directory, a .ckpt checkpoint nor a shipped name ({TINY_MODEL}){hub}"
+            f"{what} {name!r} is neither a local directory, a .ckpt checkpoint nor a shipped name "
+            f"({', '.join(available_models())}){hub}"
         )
+
+
+def default_tokenizer(name_or_path: str) -> str:
+    """The tokenizer a model reads when none is given: a shipped model's own, else ``name_or_path``'s."""
+    if name_or_path == TINY_MODEL:
+        return TINY_TOKENIZER
+    if name_or_path in SHIPPED_MODELS:
+        return SHIPPED_MODELS[name_or_path][1]
+    return name_or_path
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
@@ -106,26 +157,31 @@ def load_causal_lm(
     gradient_checkpointing: bool = False,
     lora: dict[str, Any] | None = None,
     tiny_config: dict[str, Any] | None = None,
+    attn_implementation: str | None = None,
 ) -> PreTrainedModel:
     """Load a causal LM, in train mode (``from_pretrained`` returns eval mode, which turns dropout off).
 
     Args:
         name_or_path: ``"tl-tiny"`` (a fresh LLaMA of :data:`TINY_CONFIG` size whose vocabulary is the
-            tokenizer's), or any hub name / local directory that ``AutoModelForCausalLM`` loads.
+            tokenizer's), a shipped pretrained name (:data:`SHIPPED_MODELS`), or any hub name / local
+            directory that ``AutoModelForCausalLM`` loads.
         tokenizer: the tokenizer the data is encoded with (object or name); its pad id is written to the
             model config, and embeddings are resized when it has more tokens than the model.
-            ``None`` = the shipped ``tl-tiny`` tokenizer for ``"tl-tiny"``, else ``name_or_path``'s own.
+            ``None`` = the shipped ``tl-tiny`` tokenizer for ``"tl-tiny"``, ``tl-small`` for
+            ``"tl-small-base"``, else ``name_or_path``'s own.
         dtype: parameter dtype (``"bfloat16"``, ``torch.float32``, ``"auto"``...). Under mixed precision
             keep float32 weights and let the trainer's ``precision`` cast.
         gradient_checkpointing: recompute activations in the backward pass (non-reentrant).
         lora: ``peft.LoraConfig`` keyword arguments (e.g. ``{"r": 16, "lora_alpha": 32,
             "target_modules": ["q_proj", "v_proj"]}``); needs ``peft``.
         tiny_config: ``LlamaConfig`` overrides for ``"tl-tiny"`` (tests use 2 layers, hidden 32).
+        attn_implementation: ``"sdpa"``, ``"eager"``, ``"flash_attention_2"``, ``"sdpa_varlen"``
+            (:mod:`tl_lightning.attention`)...; ``None`` keeps the model's own (transformers picks sdpa).
     """
     if tiny_config and name_or_path != TINY_MODEL:
         raise ValueError(f"tiny_config only applies to {TINY_MODEL!r}, not to {name_or_path!r}")
     check_model_source(name_or_path)
-    tok = resolve_tokenizer(tokenizer, default=TINY_TOKENIZER if name_or_path == TINY_MODEL else name_or_path)
+    tok = resolve_tokenizer(tokenizer, default=default_tokenizer(name_or_path))
     torch_dtype = _resolve_dtype(dtype)
     if name_or_path == TINY_MODEL:
         model = _build_tiny(tok, tiny_config)
@@ -133,12 +189,14 @@ def load_causal_lm(
             model = model.to(torch_dtype)
     else:
         kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(model_path(name_or_path), **kwargs)
         if len(tok) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tok))
         model.config.pad_token_id = tok.pad_token_id
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.pad_token_id = tok.pad_token_id
+    if attn_implementation:
+        model.set_attn_implementation(attn_implementation)
     if gradient_checkpointing:
         # transformers 5 renamed gradient_checkpointing_enable (a deprecated alias until v6).
         if hasattr(model, "activation_checkpointing_enable"):

@@ -1,4 +1,4 @@
-"""Padding-free packing: exactness against one-by-one runs (tl-tiny, sdpa and eager), per-trajectory PKT slots,
+"""Padding-free packing: exactness against one-by-one runs (tl-tiny, sdpa, eager, sdpa_varlen), per-trajectory PKT slots,
 the packing plan (every trajectory once, rows within max_length, budgets, DDP shards), the packed collate."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from sft_helpers import TINY, hand_tokenizer, hand_trajectories
 
+from tl_lightning.attention import VARLEN_SDPA, model_inputs
 from tl_lightning.data.batch import IGNORE_INDEX, EncodedTrajectory, collate_encoded
 from tl_lightning.data.packing import PackedBatchSampler, collate_packed, pack_rows, plan_batches
 from tl_lightning.losses import pkt_weights, weighted_masked_nll
@@ -34,17 +35,17 @@ def _weights(batch):
 
 def _token_nll(model, batch):
     """Per-token NLL at the batch's loss positions (row-major = trajectory order), and the weights there."""
-    mask = batch.attention_mask if batch.position_ids is None else None
-    logits = model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids, use_cache=False).logits
+    logits = model(**model_inputs(model, batch), use_cache=False).logits
     index = batch.clean_target_index
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1])[index], batch.labels.reshape(-1)[index + 1], reduction="none")
     return nll, _weights(batch).reshape(-1)[index + 1]
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", VARLEN_SDPA])
 def test_packed_batch_equals_the_trajectories_run_one_by_one(attn):
     """The acceptance test: per-token losses, PKT weights and the gradient of the weighted loss of a packed batch
-    equal those of the same trajectories run one by one (batch of 1, no padding), to 1e-5."""
+    equal those of the same trajectories run one by one (batch of 1, no padding), to 1e-5. sdpa_varlen's reference
+    is transformers' own sdpa, so the per-segment attention is checked against it, not against itself."""
     torch.manual_seed(0)
     model = load_causal_lm("tl-tiny", tiny_config={"attn_implementation": attn})
     assert model.config._attn_implementation == attn
@@ -54,14 +55,15 @@ def test_packed_batch_equals_the_trajectories_run_one_by_one(attn):
     assert packed.input_ids.shape == (2, 107) and packed.num_segments == 5
 
     nll_p, w_p = _token_nll(model, packed)
+    total = w_p.sum()  # the packed batch's normaliser; each single run is divided by the same number
+    loss, _ = weighted_masked_nll(model(**model_inputs(model, packed), use_cache=False).logits,
+                                  packed.labels, _weights(packed), normalizer=total, index=packed.clean_target_index)
+    grads_p = torch.autograd.grad(loss, list(model.parameters()))
+
+    model.set_attn_implementation("sdpa" if attn == VARLEN_SDPA else attn)
     one = [_token_nll(model, b) for b in singles]
     torch.testing.assert_close(nll_p, torch.cat([n for n, _ in one]), rtol=0, atol=1e-5)
     torch.testing.assert_close(w_p, torch.cat([w for _, w in one]), rtol=0, atol=0)
-
-    total = w_p.sum()  # the packed batch's normaliser; each single run is divided by the same number
-    loss, _ = weighted_masked_nll(model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits,
-                                  packed.labels, _weights(packed), normalizer=total, index=packed.clean_target_index)
-    grads_p = torch.autograd.grad(loss, list(model.parameters()))
     grads_1 = [torch.zeros_like(p) for p in model.parameters()]
     for b in singles:
         logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits
@@ -72,16 +74,19 @@ def test_packed_batch_equals_the_trajectories_run_one_by_one(attn):
         torch.testing.assert_close(gp, g1, rtol=0, atol=1e-5)
 
 
-def test_module_loss_of_a_packed_batch_equals_the_padded_batch():
-    """TLSFTModule end to end (position_ids, no attention mask, slots per trajectory): same loss packed or padded."""
+@pytest.mark.parametrize("attn", ["sdpa", VARLEN_SDPA])
+def test_module_loss_of_a_packed_batch_equals_the_padded_batch(attn):
+    """TLSFTModule end to end (slots per trajectory; position_ids and no mask under sdpa, segment lengths under
+    sdpa_varlen): the packed loss equals the padded batch's under transformers' sdpa with its padding mask."""
     from lightning.pytorch import seed_everything
 
     from tl_lightning.modules.sft import TLSFTModule
 
     items = _trajectories(vocab=300)
     seed_everything(0)
-    module = TLSFTModule(tokenizer=hand_tokenizer(), tiny_config=TINY)
+    module = TLSFTModule(tokenizer=hand_tokenizer(), tiny_config=TINY, attn_implementation=attn)
     packed = module.training_step(collate_packed([[items[i] for i in row] for row in ROWS], 0), 0)
+    module.model.set_attn_implementation("sdpa")
     padded = module.training_step(collate_encoded(items, 0), 0)
     torch.testing.assert_close(packed, padded, rtol=0, atol=1e-5)
 

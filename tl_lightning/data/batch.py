@@ -64,6 +64,9 @@ class TrajectoryBatch:
     - ``position_ids``   [B, L] long on packed batches (restarting at 0 at every trajectory, and for the
       padding tail), None on padded ones. The model gets them instead of ``attention_mask``; from the
       restarts transformers builds a block-diagonal causal mask, so no token sees another trajectory.
+    - ``segment_lengths`` per row, the token counts of its trajectories in order (a padded row: one); the rest of
+      the row is padding. Plain ints from collate time: the ``sdpa_varlen`` attention
+      (:mod:`tl_lightning.attention`) splits rows by them without a mask and without a host sync.
     - ``ids``            trajectory ids, in segment order.
     """
 
@@ -80,6 +83,7 @@ class TrajectoryBatch:
     num_tokens: int
     position_ids: Tensor | None = None
     ids: list[str] = field(default_factory=list)
+    segment_lengths: list[list[int]] = field(default_factory=list)
 
     def loss_index(self, drop_errors: bool) -> Tensor:
         """The loss positions as a flat index: :func:`tl_lightning.losses.loss_positions` of the weights
@@ -144,6 +148,7 @@ def collate_rows(
             segment, start = segment + 1, end
             ids.append(it.id)
         position_ids[r, start:] = torch.arange(length - start)
+    segment_lengths = [[len(it) for it in row] for row in rows]
     target_index, clean_target_index = target_indices(labels, error_mask, segment_ids)
     return TrajectoryBatch(
         input_ids=input_ids,
@@ -159,4 +164,5 @@ def collate_rows(
         num_tokens=int(attention_mask.sum()),
         position_ids=position_ids if packed else None,
         ids=ids,
+        segment_lengths=segment_lengths,
     )

@@ -5,9 +5,12 @@
       init_args: {train_path: quickstart, packing: true, max_length: 1536, max_tokens_per_batch: 1536}
 
 A padded batch computes on ``rows x longest`` tokens; a packed one puts several trajectories in a row, each
-with ``position_ids`` restarting at 0, so the row is nearly all real tokens. transformers reads the restarts
-(with ``attention_mask=None``) and builds a block-diagonal causal mask, so a token never attends to
-another trajectory and every per-token loss equals the trajectory's own (tests/data/test_packing.py).
+with ``position_ids`` restarting at 0, so the row is nearly all real tokens. A token never attends to another
+trajectory, so every per-token loss equals the trajectory's own (tests/data/test_packing.py): under TLSFTModule's
+default ``sdpa_varlen`` attention (:mod:`tl_lightning.attention`) each row is split by the batch's
+``segment_lengths`` and each trajectory attends causally on its own, with no mask; under ``sdpa``/``eager``
+transformers reads the restarts (with ``attention_mask=None``) and builds a dense block-diagonal causal mask
+(exact too, but it costs the whole row's ``L^2`` attention); ``flash_attention_2`` reads them as varlen lengths.
 
 The plan, a pure function of the lengths and the seed:
 

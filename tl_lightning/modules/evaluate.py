@@ -49,8 +49,8 @@ class TLEvalModule(LightningModule):
     """Generate, parse, execute and score on a :class:`~tl_lightning.evaluation.datamodule.BenchmarkDataModule`.
 
     Args:
-        model: ``"tl-tiny"``, an HF hub name / local path, or a tl_lightning ``.ckpt``, loaded by
-            :func:`~tl_lightning.checkpoints.load_pretrained`.
+        model: ``"tl-tiny"`` or another shipped name, an HF hub name / local path, or a tl_lightning
+            ``.ckpt``, loaded by :func:`~tl_lightning.checkpoints.load_pretrained`.
         tokenizer: linked from the datamodule by the CLI; ``None`` = the model's own. A ``.ckpt``
             always uses the tokenizer stored in it (the model was trained with it).
         template: ``python_doc`` | ``react`` | ``chat_template`` | ... (how the model was trained to

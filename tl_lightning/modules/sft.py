@@ -26,12 +26,14 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from tl_lightning.attention import VARLEN_SDPA, model_inputs
 from tl_lightning.checkpoints import TokenizerCheckpointMixin, export_hf_model, shard_for_strategy
 from tl_lightning.data.batch import TrajectoryBatch
 from tl_lightning.losses import HiddenAtLossPositions, dropped_step_fraction, pkt_weights, weighted_masked_nll
 from tl_lightning.models import (
     TINY_MODEL,
     check_model_source,
+    default_tokenizer,
     hidden_states_at,
     load_causal_lm,
     logits_only_at,
@@ -51,7 +53,8 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
     """Causal-LM SFT on tool-use trajectories with MAE (drop erroneous steps) and PKT (weight key tokens).
 
     Args:
-        model: ``"tl-tiny"`` or any HF causal LM name / local path (see :func:`~tl_lightning.models.load_causal_lm`).
+        model: ``"tl-tiny"`` (random init), a shipped pretrained name (``models.SHIPPED_MODELS``) or any HF
+            causal LM name / local path (see :func:`~tl_lightning.models.load_causal_lm`).
         tokenizer: the data's tokenizer (the CLI links the datamodule's), a name/path, or ``None``.
         use_mae: give erroneous steps zero weight (MAE).
         use_pkt: weight key tokens by ``clip(|NK_s|/|K_s|, 1, w_max)`` (PKT).
@@ -70,7 +73,11 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
             chunks of 128-512 rows took 1.04-1.12x the unchunked step), it caps memory: 1024 keeps each chunk's
             float32 logits under 0.6 GiB at a 152k vocabulary, and leaves every quick-start batch (~230 positions)
             in one plain pass (benchmarks/bench_sft_step.py --chunks).
-        dtype, gradient_checkpointing, lora, tiny_config: passed to ``load_causal_lm``.
+        attn_implementation: ``"sdpa_varlen"`` (default; :mod:`tl_lightning.attention`): each trajectory of a
+            row attends causally on its own from the batch's ``segment_lengths``, with no mask: sdpa's result, without
+            the dense block-diagonal mask a packed row costs under ``"sdpa"``. ``"flash_attention_2"`` on CUDA with
+            flash-attn; ``"sdpa"``/``"eager"``: transformers' own masks.
+        dtype, gradient_checkpointing, lora, tiny_config: passed to ``load_causal_lm``, as is attn_implementation.
 
     Out-of-range settings (``w_max=-3``, ``lr=0``, ``warmup_ratio=1``...) are a ``ValueError`` at
     construction, as is a model or tokenizer that is neither a path nor a shipped or hub name.
@@ -95,6 +102,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         gradient_checkpointing: bool = False,
         lora: dict[str, Any] | None = None,
         tiny_config: dict[str, Any] | None = None,
+        attn_implementation: str | None = VARLEN_SDPA,
     ) -> None:
         for name, value, ok, rule in (
             ("w_max", w_max, w_max >= 1, ">= 1 (PKT never down-weights key tokens)"),
@@ -117,7 +125,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         super().__init__()
         # The tokenizer object is not a hyperparameter: checkpoints carry its files instead.
         self.save_hyperparameters(ignore=["tokenizer", "optimizer"])
-        self.tokenizer = resolve_tokenizer(tokenizer, default=model)
+        self.tokenizer = resolve_tokenizer(tokenizer, default=default_tokenizer(model))
         self.model = load_causal_lm(
             model,
             tokenizer=self.tokenizer,
@@ -125,6 +133,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
             gradient_checkpointing=gradient_checkpointing,
             lora=lora,
             tiny_config=tiny_config,
+            attn_implementation=attn_implementation,
         )
         self.optimizer_factory = optimizer
         self.val_loss = MeanMetric()
@@ -139,10 +148,13 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         attention_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        **model_kwargs: Any,
     ) -> torch.Tensor:
         """[B, L] ids -> [B, L, V] logits, or [N, V] at the ``positions`` only ([B, L] bool, or a flat [N]
-        index). Packed rows pass ``position_ids`` and no ``attention_mask`` (see ``TrajectoryBatch``)."""
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids, "use_cache": False}
+        index). Packed rows pass ``position_ids`` and no ``attention_mask`` (see ``TrajectoryBatch``);
+        ``model_kwargs`` go to the model (the segment lengths of :func:`~tl_lightning.attention.model_inputs`)."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+                  "use_cache": False, **model_kwargs}
         if positions is None:
             return self.model(**kwargs).logits
         with logits_only_at(self.model, positions):
@@ -153,9 +165,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         hp = self.hparams
         index = batch.loss_index(drop_errors=hp.use_mae)
-        # Packed rows: the restarting position_ids alone tell transformers where each trajectory starts.
-        attention_mask = batch.attention_mask if batch.position_ids is None else None
-        inputs = {"input_ids": batch.input_ids, "attention_mask": attention_mask, "position_ids": batch.position_ids}
+        inputs = model_inputs(self.model, batch)
         if not hp.selective_logits:
             logits = self(**inputs)
         elif hp.loss_chunk_size and index.numel() > hp.loss_chunk_size:
