@@ -1,4 +1,4 @@
-"""Entry point: ``python -m tl_lightning {fit,validate,test,predict,score} ...`` (console script ``tl-lightning``).
+"""Entry point: ``python -m tl_lightning {fit,validate,test,predict,score,sweep,cell} ...`` (console script ``tl-lightning``).
 
     python -m tl_lightning fit --config configs/quickstart.yaml
     python -m tl_lightning fit --config configs/paper/sft_codellama7b.yaml --config configs/experiments/sft_mae_pkt.yaml \
@@ -6,7 +6,8 @@
     python -m tl_lightning score --help
 
 ``fit``/``validate``/``test``/``predict`` are LightningCLI subcommands (:class:`tl_lightning.cli.TLCLI`);
-``score`` is the offline scorer of :mod:`tl_lightning.evaluation.score` (imported only when used).
+``score`` is the offline scorer of :mod:`tl_lightning.evaluation.score`; ``sweep`` and ``cell`` run experiment
+grids (:mod:`tl_lightning.experiments.runner`, :mod:`tl_lightning.experiments.cell`); each is imported only when used.
 An error prints one line (``error: ...``) and exits 1; ``TL_LIGHTNING_TRACEBACK=1`` re-raises it with
 its full traceback.
 """
@@ -17,11 +18,16 @@ import os
 import sys
 
 #: Subcommands that are not LightningCLI's, each mapped to ``module:function(argv) -> exit code``.
-EXTRA_COMMANDS = {"score": "tl_lightning.evaluation.score:main"}
+EXTRA_COMMANDS = {
+    "score": "tl_lightning.evaluation.score:main",
+    "sweep": "tl_lightning.experiments.runner:main",
+    "cell": "tl_lightning.experiments.cell:main",
+}
 #: Set to 1 to see the full traceback of an error instead of its one-line message.
 TRACEBACK_ENV = "TL_LIGHTNING_TRACEBACK"
 DESCRIPTION = (
-    "TL-Training on Lightning. Extra subcommand: `score` (see `score --help`). "
+    "TL-Training on Lightning. Extra subcommands: `score` (score a predictions file), `sweep` (run a W&B grid "
+    "sweep locally) and `cell` (one grid cell: SFT, IRM-PPO, tests); see `<subcommand> --help`. "
     f"Errors print one line; {TRACEBACK_ENV}=1 prints the full traceback."
 )
 

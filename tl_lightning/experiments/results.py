@@ -1,0 +1,330 @@
+"""The results table of a grid, laid out like the paper's Table 5: ``results.md`` and ``results.csv``.
+
+    from tl_lightning.experiments.results import write_results
+    write_results(sorted(Path("runs/ablation").glob("*/cell.json")), "runs/ablation")   # cell folders or their cell.json
+    python -m tl_lightning sweep configs/sweeps/tl_ablation.yaml --out runs/ablation --table-only   # the same, from the CLI
+
+One row per setting (``use_mae``, ``use_pkt``, ``irm`` and any other grid parameter but the seed, e.g.
+``error_rate``), in Table 5's order: Standard SFT, +MAE, +PKT, +IRM, the pairs, all three. Columns: TS/PI/CF
+(``synthetic_single``, % of cases), DE/CE (``synthetic_multi``, % of calls), VA and task success (% of tasks),
+each as mean ± sample standard deviation over seeds.
+
+For each setting, the paired difference from its baseline (the same setting with MAE, PKT and IRM off, i.e.
+Standard SFT at the same error rate) with a 95% bootstrap interval over the test cases: the seeds are
+matched by seed number, and each bootstrap replicate draws one resample of the test cases (with
+replacement) that every seed pair shares (the cases are the same for every seed), computes each pair's
+difference on it and averages over the pairs. The interval is the 2.5th-97.5th percentile of those
+averages; it measures test-set sampling noise of the seed-averaged difference, not seed-to-seed noise
+(the standard deviations show that). Per-case outcomes come from the ``cases`` list that the test stage
+writes into ``report.json`` (:mod:`tl_lightning.evaluation.report`), so nothing is re-scored here; a
+metric over a resample is the report's own ratio of sums (DE = sum of DE calls / sum of calls).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "METRICS",
+    "CaseOutcomes",
+    "Evaluation",
+    "case_outcomes",
+    "load_evaluations",
+    "paired_bootstrap",
+    "paired_difference",
+    "rate",
+    "setting_label",
+    "summarize",
+    "write_results",
+]
+
+#: Metric -> the test set whose report holds it.
+METRICS = {"TS": "synthetic_single", "PI": "synthetic_single", "CF": "synthetic_single",
+           "DE": "synthetic_multi", "CE": "synthetic_multi", "VA": "synthetic_multi", "success": "synthetic_multi"}
+METHOD_FLAGS = ("use_mae", "use_pkt", "irm")
+#: Table 5's row order of the (MAE, PKT, IRM) flags.
+_ORDER = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)]
+_MULTI_FIELDS = {"DE": ("DE_calls", "n_calls"), "CE": ("CE_calls", "n_calls")}
+
+
+@dataclass(frozen=True)
+class CaseOutcomes:
+    """One metric of one report, per case: ``ids`` [n] case ids, ``num`` and ``den`` [n] float arrays.
+
+    The metric is ``100 * num.sum() / den.sum()`` (:func:`rate`): for TS/PI/CF/VA ``num`` is 0/1 and ``den`` 1;
+    for DE/CE ``num`` counts the task's DE (CE) calls and ``den`` its calls; for success ``den`` is 0 on a
+    task without a success check.
+    """
+
+    ids: tuple[str, ...]
+    num: np.ndarray
+    den: np.ndarray
+
+    def aligned(self, ids: Sequence[str], source: str = "") -> CaseOutcomes:
+        """The same outcomes in the order of ``ids``; raises ValueError if the case sets differ."""
+        if tuple(ids) == self.ids:
+            return self
+        if set(ids) != set(self.ids):
+            missing, extra = sorted(set(ids) - set(self.ids)), sorted(set(self.ids) - set(ids))
+            raise ValueError(f"{source}: not the same test cases as the run it is compared with "
+                             f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, extra {extra[:3]}{'...' if len(extra) > 3 else ''})")
+        at = {i: k for k, i in enumerate(self.ids)}
+        order = np.array([at[i] for i in ids])
+        return CaseOutcomes(tuple(ids), self.num[order], self.den[order])
+
+
+def rate(num: np.ndarray, den: np.ndarray) -> np.ndarray | float:
+    """``100 * sum(num) / sum(den)`` over the last axis; 0.0 where ``sum(den)`` is 0 (the report's rule)."""
+    n, d = np.sum(num, axis=-1), np.sum(den, axis=-1)
+    out = np.where(d > 0, 100.0 * n / np.where(d > 0, d, 1), 0.0)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def case_outcomes(report: dict[str, Any], metric: str, source: str = "") -> CaseOutcomes:
+    """Per-case outcomes of ``metric`` from a ``report.json`` (its ``cases`` list); ``source`` names the file in errors."""
+    kind = "multi_turn" if METRICS[metric] == "synthetic_multi" else "single_turn"
+    if report.get("kind") != kind or not isinstance(report.get("cases"), list):
+        raise ValueError(f"{source}: expected a {kind} report with a 'cases' list for {metric}, got kind {report.get('kind')!r}")
+    cases = report["cases"]
+    try:
+        ids = tuple(str(c["id"]) for c in cases)
+        if metric in _MULTI_FIELDS:
+            k_num, k_den = _MULTI_FIELDS[metric]
+            num, den = [float(c[k_num]) for c in cases], [float(c[k_den]) for c in cases]
+        elif metric == "success":
+            num, den = [float(bool(c["success"])) for c in cases], [float(c["success"] is not None) for c in cases]
+        else:
+            num, den = [float(bool(c[metric])) for c in cases], [1.0] * len(cases)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{source}: a case lacks what {metric} needs ({e!r})") from None
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{source}: duplicate case ids")
+    out = CaseOutcomes(ids, np.asarray(num, dtype=float), np.asarray(den, dtype=float))
+    headline = report.get(metric)
+    # The report's headline is rounded to 2 places: the per-case rows must give the same number.
+    if headline is not None and abs(rate(out.num, out.den) - float(headline)) > 0.006:
+        raise ValueError(f"{source}: {metric} from the cases ({rate(out.num, out.den):.4f}) disagrees with the report's {headline}")
+    return out
+
+
+def paired_bootstrap(x: Sequence[CaseOutcomes], b: Sequence[CaseOutcomes], draws: np.ndarray) -> np.ndarray:
+    """Bootstrap replicates of the seed-averaged paired difference.
+
+    ``x[i]`` and ``b[i]``: seed i's run of the setting and of the baseline, on the same cases in the same
+    order (n cases). ``draws``: [n_boot, n] case indices; each row is one resample, shared by every pair.
+    Returns [n_boot]: ``mean_i (rate(x_i[row]) - rate(b_i[row]))``.
+    """
+    diffs = [rate(xi.num[draws], xi.den[draws]) - rate(bi.num[draws], bi.den[draws]) for xi, bi in zip(x, b, strict=True)]
+    return np.mean(diffs, axis=0)
+
+
+def paired_difference(x: Sequence[CaseOutcomes], b: Sequence[CaseOutcomes], n_boot: int = 2000, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float, float]:
+    """(difference, low, high): the mean over seed pairs of ``rate(x_i) - rate(b_i)`` and its percentile
+    bootstrap interval over the test cases (:func:`paired_bootstrap`, ``n_boot`` resamples drawn by
+    ``numpy.random.default_rng(seed)``). Cases are aligned by id to ``b[0]``."""
+    if not x or len(x) != len(b):
+        raise ValueError("paired_difference needs one baseline run per run (seeds matched)")
+    ids = b[0].ids
+    x = [o.aligned(ids, "setting run") for o in x]
+    b = [o.aligned(ids, "baseline run") for o in b]
+    point = float(np.mean([rate(xi.num, xi.den) - rate(bi.num, bi.den) for xi, bi in zip(x, b, strict=True)]))
+    draws = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
+    reps = paired_bootstrap(x, b, draws)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(reps, [tail, 100 - tail])
+    return point, float(lo), float(hi)
+
+
+# ------------------------------------------------------------------------------------------ grid cells
+@dataclass
+class Evaluation:
+    """One evaluated model of one cell (an entry of ``cell.json``'s ``evaluations``) with its reports read."""
+
+    cell: Path
+    model: str
+    setting: dict[str, Any]
+    seed: Any
+    reports: dict[str, dict[str, Any]]
+    sources: dict[str, Path]
+    complete: bool = True
+    outcomes: dict[str, CaseOutcomes] = field(default_factory=dict)
+
+    def metric(self, name: str) -> CaseOutcomes | None:
+        """The per-case outcomes of a metric (None when the report has no such number, e.g. no success checks)."""
+        if name not in self.outcomes:
+            report = self.reports.get(METRICS[name])
+            if report is None or report.get(name) is None:
+                return None
+            self.outcomes[name] = case_outcomes(report, name, str(self.sources[METRICS[name]]))
+        return self.outcomes[name]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def load_evaluations(cells: Iterable[str | Path]) -> list[Evaluation]:
+    """Every evaluation of the given cells (folders, or their ``cell.json``)."""
+    out = []
+    for cell in map(Path, cells):
+        cell_dir = cell.parent if cell.name == "cell.json" else cell
+        record = _read_json(cell_dir / "cell.json")
+        stages = record.get("stages") or {}
+        for e in record.get("evaluations") or []:
+            try:
+                sources = {s: cell_dir / rel for s, rel in e["reports"].items()}
+                setting, seed, model = dict(e["setting"]), e["seed"], e["model"]
+            except (KeyError, TypeError, AttributeError) as err:
+                raise ValueError(f"{cell_dir / 'cell.json'}: an evaluation lacks {err}") from None
+            fits = ["sft"] + (["ppo"] if model == "ppo" else [])
+            complete = all((stages.get(f) or {}).get("status", {}).get("completed", True) for f in fits)
+            out.append(Evaluation(cell_dir, model, setting, seed, {s: _read_json(p) for s, p in sources.items()}, sources, complete))
+    return out
+
+
+def _key(setting: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in setting.items()))
+
+
+def _baseline(setting: dict[str, Any]) -> dict[str, Any]:
+    return {**setting, **{f: False for f in METHOD_FLAGS if f in setting}}
+
+
+def setting_label(setting: dict[str, Any], varying: Iterable[str] = ()) -> str:
+    """``Standard SFT``, ``+MAE``, ``+MAE +PKT +IRM``...; other parameters that vary in the grid go first
+    (``error_rate=0.35: +MAE``)."""
+    flags = [name for flag, name in zip(METHOD_FLAGS, ("+MAE", "+PKT", "+IRM"), strict=True) if setting.get(flag)]
+    method = " ".join(flags) or "Standard SFT"
+    others = [f"{k}={setting[k]}" for k in sorted(varying) if k not in METHOD_FLAGS and k in setting]
+    return f"{', '.join(others)}: {method}" if others else method
+
+
+def _sortable(v: Any) -> tuple:
+    """Numbers by value (0.17 < 0.35, 2 < 10), then anything else by its JSON text."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, json.dumps(v, sort_keys=True))
+
+
+def _order(setting: dict[str, Any]) -> tuple:
+    flags = tuple(int(bool(setting.get(f))) for f in METHOD_FLAGS)
+    others = tuple(_sortable(v) for k, v in sorted(setting.items()) if k not in METHOD_FLAGS)
+    return others, _ORDER.index(flags)
+
+
+def summarize(evaluations: Sequence[Evaluation], n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per setting, in table order: ``label``, ``setting``, ``seeds``, ``n_pairs`` (seeds shared
+    with the baseline), ``incomplete`` (runs cut short), ``n_cases`` per set, and per metric ``m_mean``,
+    ``m_std`` (NaN with one seed), ``m_diff``, ``m_lo``, ``m_hi`` (NaN for the baseline itself or
+    without a shared seed)."""
+    groups: dict[tuple, dict[Any, Evaluation]] = {}
+    for e in evaluations:
+        runs = groups.setdefault(_key(e.setting), {})
+        if e.seed in runs:
+            raise ValueError(f"setting {e.setting} seed {e.seed} evaluated twice: {runs[e.seed].cell} and {e.cell}")
+        runs[e.seed] = e
+    keys = {k for e in evaluations for k in e.setting}
+    varying = {k for k in keys if len({json.dumps(e.setting.get(k)) for e in evaluations}) > 1}
+    rows = []
+    for key in sorted(groups, key=lambda k: _order(dict(next(iter(groups[k].values())).setting))):
+        runs = groups[key]
+        setting = next(iter(runs.values())).setting
+        base_runs = groups.get(_key(_baseline(setting)), {})
+        pairs = sorted(set(runs) & set(base_runs), key=_sortable) if _key(_baseline(setting)) != key else []
+        row: dict[str, Any] = {"label": setting_label(setting, varying), "setting": setting, "seeds": sorted(runs, key=_sortable),
+                               "n_pairs": len(pairs), "incomplete": sum(not e.complete for e in runs.values())}
+        for test_set in ("synthetic_single", "synthetic_multi"):
+            sizes = {len(e.reports[test_set].get("cases") or []) for e in runs.values() if test_set in e.reports}
+            row[f"n_{test_set}"] = sizes.pop() if len(sizes) == 1 else None
+        for m in METRICS:
+            outcomes = [o for o in (runs[s].metric(m) for s in row["seeds"]) if o is not None]
+            values = [rate(o.num, o.den) for o in outcomes]
+            row[f"{m}_mean"] = float(np.mean(values)) if values else math.nan
+            row[f"{m}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+            x = [runs[s].metric(m) for s in pairs]
+            b = [base_runs[s].metric(m) for s in pairs]
+            if pairs and all(o is not None for o in x + b):
+                row[f"{m}_diff"], row[f"{m}_lo"], row[f"{m}_hi"] = paired_difference(x, b, n_boot=n_boot, seed=seed)
+            else:
+                row[f"{m}_diff"] = row[f"{m}_lo"] = row[f"{m}_hi"] = math.nan
+        rows.append(row)
+    return rows
+
+
+def _fmt(v: float, signed: bool = False) -> str:
+    return "–" if v is None or math.isnan(v) else (f"{v:+.2f}" if signed else f"{v:.2f}")
+
+
+def _sizes(rows: list[dict[str, Any]]) -> str:
+    sizes = [f"{n} {what}" for key, what in (("n_synthetic_single", "single-turn cases"), ("n_synthetic_multi", "multi-turn tasks"))
+             if len(ns := {r.get(key) for r in rows}) == 1 and (n := ns.pop())]
+    return f" Test set: {', '.join(sizes)}." if sizes else ""
+
+
+def _markdown(rows: list[dict[str, Any]], n_boot: int, seed: int) -> str:
+    metrics = [m for m in METRICS if any(not math.isnan(r[f"{m}_mean"]) for r in rows)]
+    head = "| setting | seeds | " + " | ".join(metrics) + " |\n|---|---|" + "---|" * len(metrics)
+    lines = ["# Ablation results", "",
+             "Mean ± standard deviation over seeds. TS/PI/CF: % of `synthetic_single` cases; DE/CE: % of `synthetic_multi` "
+             "calls; VA, success: % of `synthetic_multi` tasks." + _sizes(rows), "", head]
+    for r in rows:
+        cells = [f"{_fmt(r[f'{m}_mean'])} ± {_fmt(r[f'{m}_std'])}" for m in metrics]
+        lines.append(f"| {r['label']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
+    lines += ["", "## Paired difference from Standard SFT", "",
+              f"Setting minus Standard SFT (same other settings), averaged over seeds matched by seed number, with a 95% "
+              f"bootstrap interval over the same test cases ({n_boot} resamples, seed {seed}).", "",
+              head.replace("| seeds |", "| pairs |")]
+    for r in rows:
+        if r["n_pairs"]:
+            cells = [f"{_fmt(r[f'{m}_diff'], True)} [{_fmt(r[f'{m}_lo'], True)}, {_fmt(r[f'{m}_hi'], True)}]" for m in metrics]
+            lines.append(f"| {r['label']} | {r['n_pairs']} | " + " | ".join(cells) + " |")
+    incomplete = [f"{r['label']} ({r['incomplete']})" for r in rows if r["incomplete"]]
+    if incomplete:
+        lines += ["", f"Runs stopped before their planned length (e.g. by max_time): {', '.join(incomplete)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else round(v, 4)
+    return v
+
+
+def write_results(cells: Iterable[str | Path], out_dir: str | Path, n_boot: int = 2000, seed: int = 0) -> tuple[Path, Path]:
+    """Write ``results.md`` and ``results.csv`` for the given cells (folders or ``cell.json`` files) into
+    ``out_dir``; returns their paths. The CSV has one row per setting: ``label``, the setting's
+    parameters, ``seeds`` (space-separated), ``n_seeds``, ``n_pairs``, ``incomplete``, ``n_synthetic_single``,
+    ``n_synthetic_multi`` and, per metric m, ``m_mean``, ``m_std``, ``m_diff``, ``m_lo``, ``m_hi`` (empty = none)."""
+    evaluations = load_evaluations(cells)
+    if not evaluations:
+        raise ValueError("no evaluations in the given cells (cell.json 'evaluations' empty)")
+    rows = summarize(evaluations, n_boot=n_boot, seed=seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, csv_path = out / "results.md", out / "results.csv"
+    md.write_text(_markdown(rows, n_boot, seed), encoding="utf-8")
+    params = sorted({k for r in rows for k in r["setting"]}, key=lambda k: (k not in METHOD_FLAGS, k))
+    fields = ["label", *params, "seeds", "n_seeds", "n_pairs", "incomplete", "n_synthetic_single", "n_synthetic_multi",
+              *[f"{m}_{s}" for m in METRICS for s in ("mean", "std", "diff", "lo", "hi")]]
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            flat = {**r, **r["setting"], "seeds": " ".join(map(str, r["seeds"])), "n_seeds": len(r["seeds"])}
+            writer.writerow({k: _cell(v) for k, v in flat.items() if k in fields})
+    return md, csv_path
