@@ -43,7 +43,7 @@ from tl_lightning.tokenization import SMALL_TOKENIZER, load_tokenizer, tokenize_
 IGNORE = -100
 #: Arguments that define the run: a checkpoint written under other values is refused on resume.
 RUN_KEYS = ("corpus", "tokenizer", "hidden", "layers", "heads", "ffn", "seq_len", "batch_rows", "lr", "warmup",
-            "max_steps", "weight_decay", "seed")
+            "max_steps", "weight_decay", "seed", "init_from")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-docs", type=int, default=200)
     p.add_argument("--save-dtype", choices=["float32", "bfloat16"], default="float32", help="dtype of the HF export")
     p.add_argument("--overwrite", action="store_true", help="start over even if <out>/checkpoint.pt exists")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="continue pretraining from this HF export (its weights; a fresh optimizer and schedule, same shape)")
     args = p.parse_args(argv)
     args.ffn = args.ffn or 3 * args.hidden
     if args.hidden % args.heads:
@@ -193,17 +195,20 @@ def evaluate(model: LlamaForCausalLM, batches: list[dict[str, torch.Tensor]]) ->
     return total / max(count, 1)
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, tokens: int, run: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, tokens: int, run: dict, seconds: float) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "tokens": tokens,
-                "run": run, "torch_rng": torch.get_rng_state()}, tmp)
+                "run": run, "torch_rng": torch.get_rng_state(), "seconds": seconds}, tmp)
     tmp.replace(path)  # a run killed while saving keeps the previous checkpoint
 
 
-def export_hf(out: Path, model: LlamaForCausalLM, tokenizer, dtype: str) -> None:
+def export_hf(out: Path, model: LlamaForCausalLM, tokenizer, dtype: str, provenance: dict | None = None) -> None:
+    """The HF directory, plus ``pretraining.json`` (the run's settings, steps, tokens, wall time, held-out loss)."""
     model.to(getattr(torch, dtype)).save_pretrained(out, safe_serialization=True)
     model.float()
     tokenizer.save_pretrained(out, save_jinja_files=False)  # chat template inside tokenizer_config.json (*.json ships)
+    if provenance is not None:
+        (out / "pretraining.json").write_text(json.dumps(provenance, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,10 +228,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{batches.steps_per_epoch} steps/epoch; tokenized in {time.perf_counter() - t0:.0f} s", flush=True)
 
     model = build_model(args, len(tokenizer), tokenizer)
+    if args.init_from is not None:
+        # Another stage of pretraining: the weights of an earlier run, a new schedule over this run's steps.
+        model.load_state_dict(LlamaForCausalLM.from_pretrained(args.init_from).state_dict())
     model.train()
     optimizer = make_optimizer(model, args)
     ckpt_path = args.out / "checkpoint.pt"
-    step, tokens = 0, 0
+    step, tokens, seconds_before = 0, 0, 0.0
     if ckpt_path.exists() and not args.overwrite:
         state = torch.load(ckpt_path, weights_only=False)
         if state["run"] != run:
@@ -235,13 +243,14 @@ def main(argv: list[str] | None = None) -> int:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        step, tokens = state["step"], state["tokens"]
+        step, tokens, seconds_before = state["step"], state["tokens"], state.get("seconds", 0.0)
         print(f"resumed from {ckpt_path} at step {step}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e6:.2f}M parameters (hidden {args.hidden}, {args.layers} layers, {args.heads} heads, "
           f"ffn {args.ffn}, vocab {len(tokenizer)}); training to step {args.max_steps}", flush=True)
 
     start, window_t, window_tok = time.perf_counter(), time.perf_counter(), 0
+    val_loss = None
     while step < args.max_steps:
         batch = batches(step)
         for group in optimizer.param_groups:
@@ -262,14 +271,23 @@ def main(argv: list[str] | None = None) -> int:
             window_t, window_tok = now, 0
         out_of_time = args.max_minutes is not None and time.perf_counter() - start > 60 * args.max_minutes
         if step % args.eval_every == 0 or step == args.max_steps:
-            print(f"step {step} val_loss {evaluate(model, val):.4f}", flush=True)
+            val_loss = evaluate(model, val)
+            print(f"step {step} val_loss {val_loss:.4f}", flush=True)
         if step % args.save_every == 0 or step == args.max_steps or out_of_time:
-            save_checkpoint(ckpt_path, model, optimizer, step, tokens, run)
+            save_checkpoint(ckpt_path, model, optimizer, step, tokens, run, seconds_before + time.perf_counter() - start)
         if out_of_time:
             print(f"stopped by --max-minutes at step {step}; run the same command again to resume", flush=True)
             break
     elapsed = time.perf_counter() - start
-    export_hf(args.out / "hf", model, tokenizer, args.save_dtype)
+    if val_loss is None:
+        val_loss = evaluate(model, val)
+    manifest = args.corpus / "manifest.json"
+    provenance = {
+        "script": "scripts/pretrain_base.py", "run": run, "step": step, "tokens": tokens, "parameters": n_params,
+        "train_seconds": round(seconds_before + elapsed, 1), "threads": args.threads, "val_loss": round(val_loss, 4),
+        "corpus_manifest": json.loads(manifest.read_text()) if manifest.is_file() else None,
+    }
+    export_hf(args.out / "hf", model, tokenizer, args.save_dtype, provenance)
     print(f"done: step {step}, {tokens:,} tokens this far, {elapsed:.0f} s this session; HF model in {args.out / 'hf'}", flush=True)
     return 0
 
