@@ -16,25 +16,24 @@ from tl_lightning.experiments import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Logs its arguments; fails (as a killed cell would) while a `kill` file names its --a value.
-FAKE_PROGRAM = """
+# The start of every fake program: append its arguments to calls.jsonl beside it.
+_LOG_CALL = """
 import json, sys
 from pathlib import Path
 here = Path(__file__).parent
 with open(here / "calls.jsonl", "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\\n")
+"""
+
+# Logs its arguments; fails (as a killed cell would) while a `kill` file names its --a value.
+FAKE_PROGRAM = _LOG_CALL + """
 kill = here / "kill"
 if kill.exists() and any(a == "--a=" + kill.read_text().strip() for a in sys.argv):
     sys.exit(3)
 """
 
 # A `cell` program: writes cell.json and two reports (use_mae = a, seed from --seed_everything).
-FAKE_CELL = """
-import json, sys
-from pathlib import Path
-here = Path(__file__).parent
-with open(here / "calls.jsonl", "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\\n")
+FAKE_CELL = _LOG_CALL + """
 args = sys.argv[1:]
 d = Path(args[args.index("--dir") + 1])
 opts = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
@@ -54,12 +53,7 @@ for name, report in (("synthetic_single", single), ("synthetic_multi", multi)):
 """
 
 # A plain `fit`: finishes (run_status.json, hf/) unless a `kill` file exists, then leaves only a checkpoint.
-FAKE_FIT = """
-import json, sys
-from pathlib import Path
-here = Path(__file__).parent
-with open(here / "calls.jsonl", "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\\n")
+FAKE_FIT = _LOG_CALL + """
 args = sys.argv[1:]
 run = Path(args[args.index("--trainer.default_root_dir") + 1])
 (run / "checkpoints").mkdir(parents=True, exist_ok=True)
