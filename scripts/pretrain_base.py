@@ -43,7 +43,9 @@ from tl_lightning.tokenization import SMALL_TOKENIZER, load_tokenizer, tokenize_
 IGNORE = -100
 #: Arguments that define the run: a checkpoint written under other values is refused on resume.
 RUN_KEYS = ("corpus", "tokenizer", "hidden", "layers", "heads", "ffn", "seq_len", "batch_rows", "lr", "warmup",
-            "max_steps", "weight_decay", "seed", "init_from")
+            "max_steps", "weight_decay", "seed", "init_from", "repeat_share", "induction_steps", "induction_seq_len")
+#: Run keys added later, with the value that checkpoints written before them implicitly used.
+LATER_KEYS = {"repeat_share": 0.0, "induction_steps": 0, "induction_seq_len": 256}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,8 +73,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-dtype", choices=["float32", "bfloat16"], default="float32", help="dtype of the HF export")
     p.add_argument("--overwrite", action="store_true", help="start over even if <out>/checkpoint.pt exists")
     p.add_argument("--init-from", type=Path, default=None,
-                   help="continue pretraining from this HF export (its weights; a fresh optimizer and schedule, same shape)")
+                   help="continue pretraining from this HF export or checkpoint.pt (its weights; a fresh optimizer and "
+                        "schedule over this run's steps; same shape)")
+    p.add_argument("--repeat-share", type=float, default=0.0,
+                   help="add documents of random-token spans repeated 2-4 times (make_repeat_docs), this share of "
+                        "all trained tokens")
+    p.add_argument("--induction-steps", type=int, default=0,
+                   help="train the first N steps on repeated random spans only (make_repeat_docs), then on the corpus")
+    p.add_argument("--induction-seq-len", type=int, default=256,
+                   help="row length of those steps: short rows give more optimizer steps per CPU-second")
     args = p.parse_args(argv)
+    if not 0.0 <= args.repeat_share < 1.0:
+        p.error(f"--repeat-share must be in [0, 1), got {args.repeat_share}")
+    longest = 1 + MAX_REPEATS * MAX_SPAN  # the longest make_repeat_docs document
+    for flag, used, length in (("--induction-seq-len", args.induction_steps, args.induction_seq_len),
+                               ("--seq-len", args.repeat_share, args.seq_len)):
+        if used and length < longest:
+            p.error(f"{flag} {length} is shorter than a repeated-span document ({longest} tokens)")
     args.ffn = args.ffn or 3 * args.hidden
     if args.hidden % args.heads:
         p.error(f"--hidden {args.hidden} is not divisible by --heads {args.heads}")
@@ -125,6 +142,44 @@ def collate(docs: list[np.ndarray], rows: list[list[int]], seq_len: int, pad_id:
             at += len(d)
         pos[r, at:] = torch.arange(seq_len - at)
     return {"input_ids": ids, "position_ids": pos, "labels": labels}
+
+
+MAX_SPAN, MAX_REPEATS = 48, 4
+
+
+def make_repeat_docs(n_tokens: int, tokenizer, seed: int, min_span: int = 8, max_span: int = MAX_SPAN) -> list[np.ndarray]:
+    """Documents ``[bos] + span * r`` of uniformly random non-special token ids, span length in [min_span, max_span],
+    r in 2..4, until ``n_tokens`` tokens; a function of ``seed`` alone.
+
+    Why: on the tool corpus alone the model learns the *distribution* of argument values and never starts copying
+    them from the prompt (measured: the loss on a repeated span's later copies equals its first copy's after 7.8M
+    tokens). On these documents the only way below log(V) nats/token is to copy by content: spans of varying length
+    leave no fixed offset to copy from. Measured here: copying emerges only after a plateau of thousands of steps
+    (results/2026-11-30/base_model/README.md).
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    low = max(tokenizer.all_special_ids) + 1
+    docs, total = [], 0
+    while total < n_tokens:
+        span = rng.integers(low, len(tokenizer), size=int(rng.integers(min_span, max_span + 1)))
+        docs.append(np.concatenate([[tokenizer.bos_token_id], np.tile(span, int(rng.integers(2, MAX_REPEATS + 1)))]).astype(np.int32))
+        total += len(docs[-1])
+    return docs
+
+
+@torch.no_grad()
+def repeat_probe(model: LlamaForCausalLM, tokenizer, n_docs: int = 24, span: int = 24) -> tuple[float, float]:
+    """Mean loss (nats/token) on the first copy of a random span and on its two repetitions, over ``n_docs`` fixed
+    held-out spans: a model that copies in context pays almost nothing for the repetitions."""
+    rng = np.random.default_rng([10**6, 0x5EED])  # no run's seed: these spans are never trained on
+    low = max(tokenizer.all_special_ids) + 1
+    spans = torch.from_numpy(rng.integers(low, len(tokenizer), size=(n_docs, span)))
+    ids = torch.cat([torch.full((n_docs, 1), tokenizer.bos_token_id), spans.repeat(1, 3)], dim=1)  # [n_docs, 1 + 3 * span]
+    model.eval()
+    nll = F.cross_entropy(model(input_ids=ids, use_cache=False).logits[:, :-1].float().transpose(1, 2), ids[:, 1:],
+                          reduction="none")  # [n_docs, 3 * span]; column j predicts token j + 1
+    model.train()
+    return nll[:, 1:span].mean().item(), nll[:, span:].mean().item()  # the span's first token is a guess either way
 
 
 class Batches:
@@ -218,27 +273,41 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
     t0 = time.perf_counter()
     docs = tokenize_corpus(args.corpus / "train.jsonl", tokenizer, args.seq_len, args.out)
+    n_corpus = sum(map(len, docs))
+    if args.repeat_share > 0:
+        docs = docs + make_repeat_docs(int(n_corpus * args.repeat_share / (1 - args.repeat_share)), tokenizer, args.seed)
     val_docs = tokenize_corpus(args.corpus / "val.jsonl", tokenizer, args.seq_len, args.out, limit=args.val_docs)
     batches = Batches(docs, args.seq_len, args.batch_rows, args.seed, tokenizer.pad_token_id)
+    if args.induction_steps:
+        # A phase in which copying is the whole task, so induction can form before the corpus's structure dominates
+        # the gradient; repeats mixed into the corpus afterwards (--repeat-share) keep it in use.
+        n = args.induction_steps * args.batch_rows * args.induction_seq_len
+        warmup_batches = Batches(make_repeat_docs(n, tokenizer, args.seed + 1), args.induction_seq_len, args.batch_rows,
+                                 args.seed, tokenizer.pad_token_id)
     val_rows = pack([len(d) for d in val_docs], args.seq_len, random.Random(0))
     val = [collate(val_docs, val_rows[i : i + args.batch_rows], args.seq_len, tokenizer.pad_token_id)
            for i in range(0, len(val_rows), args.batch_rows)]
     n_tok = sum(map(len, docs))
-    print(f"corpus: {len(docs)} documents, {n_tok:,} tokens ({sum(len(d) == args.seq_len for d in docs)} truncated), "
-          f"{batches.steps_per_epoch} steps/epoch; tokenized in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"corpus: {len(docs)} documents ({n_tok - n_corpus:,} tokens of repeated spans), {n_tok:,} tokens "
+          f"({sum(len(d) == args.seq_len for d in docs)} truncated), {batches.steps_per_epoch} steps/epoch; tokenized in {time.perf_counter() - t0:.0f} s", flush=True)
 
     model = build_model(args, len(tokenizer), tokenizer)
     if args.init_from is not None:
-        # Another stage of pretraining: the weights of an earlier run, a new schedule over this run's steps.
-        model.load_state_dict(LlamaForCausalLM.from_pretrained(args.init_from).state_dict())
+        # Another stage of pretraining: an HF export, or a run's checkpoint.pt mid-schedule (same shape).
+        if args.init_from.suffix == ".pt":
+            weights = torch.load(args.init_from, weights_only=False, map_location="cpu")["model"]
+        else:
+            weights = LlamaForCausalLM.from_pretrained(args.init_from).state_dict()
+        model.load_state_dict(weights)
     model.train()
     optimizer = make_optimizer(model, args)
     ckpt_path = args.out / "checkpoint.pt"
     step, tokens, seconds_before = 0, 0, 0.0
     if ckpt_path.exists() and not args.overwrite:
         state = torch.load(ckpt_path, weights_only=False)
-        if state["run"] != run:
-            diff = {k: (state["run"].get(k), v) for k, v in run.items() if state["run"].get(k) != v}
+        saved = {**LATER_KEYS, **state["run"]}
+        if saved != run:
+            diff = {k: (saved.get(k), v) for k, v in run.items() if saved.get(k) != v}
             raise SystemExit(f"{ckpt_path} was written by another run (checkpoint vs now: {diff}); pass --overwrite to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -252,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     start, window_t, window_tok = time.perf_counter(), time.perf_counter(), 0
     val_loss = None
     while step < args.max_steps:
-        batch = batches(step)
+        batch = warmup_batches(step) if step < args.induction_steps else batches(step - args.induction_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args)
         loss = lm_loss(model, batch)
@@ -272,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         out_of_time = args.max_minutes is not None and time.perf_counter() - start > 60 * args.max_minutes
         if step % args.eval_every == 0 or step == args.max_steps:
             val_loss = evaluate(model, val)
-            print(f"step {step} val_loss {val_loss:.4f}", flush=True)
+            rep_first, rep_later = repeat_probe(model, tokenizer)
+            print(f"step {step} val_loss {val_loss:.4f} repeat_probe first {rep_first:.2f} repeats {rep_later:.2f}", flush=True)
         if step % args.save_every == 0 or step == args.max_steps or out_of_time:
             save_checkpoint(ckpt_path, model, optimizer, step, tokens, run, seconds_before + time.perf_counter() - start)
         if out_of_time:

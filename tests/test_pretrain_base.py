@@ -63,6 +63,52 @@ def test_packed_loss_equals_the_loss_of_separate_documents(script):
     torch.testing.assert_close(together, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_repeat_docs_are_random_spans_repeated_and_reproducible(script):
+    tok = AutoTokenizer.from_pretrained(ROOT / "tl_lightning" / "assets" / "tokenizer_small")
+    docs = script.make_repeat_docs(3000, tok, seed=3)
+    assert sum(map(len, docs)) >= 3000 > sum(map(len, docs[:-1]))
+    low = max(tok.all_special_ids) + 1
+    for d in docs:
+        assert d[0] == tok.bos_token_id and low <= d[1:].min() and d[1:].max() < len(tok)
+        body = d[1:]
+        spans = [k for k in range(8, 49) if len(body) % k == 0 and 2 <= len(body) // k <= 4
+                 and np.array_equal(body, np.tile(body[:k], len(body) // k))]
+        assert spans, d
+    again = script.make_repeat_docs(3000, tok, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(docs, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(docs, script.make_repeat_docs(3000, tok, seed=4)))
+
+
+def test_repeat_probe_tells_a_copying_model_from_one_that_does_not(script):
+    """A "model" whose logits copy the token ``span`` positions back scores ~0 on the repetitions, and one with
+    uniform logits scores log(V) on both parts: the probe measures in-context copying, not something else."""
+    tok = AutoTokenizer.from_pretrained(ROOT / "tl_lightning" / "assets" / "tokenizer_small")
+    V, span = len(tok), 24
+
+    class Copier(torch.nn.Module):
+        def __init__(self, copy):
+            super().__init__()
+            self.copy = copy
+
+        def forward(self, input_ids, use_cache=False):
+            logits = torch.zeros(*input_ids.shape, V)
+            if self.copy:  # position j predicts token j + 1 = token j + 1 - span once the span has been seen
+                src = torch.cat([input_ids[:, 1:], input_ids[:, -1:]], 1).roll(span, 1)
+                logits[:, span:].scatter_(2, src[:, span:, None], 50.0)
+            return type("Out", (), {"logits": logits})()
+
+        def eval(self):
+            return self
+
+        def train(self, mode=True):
+            return self
+
+    first, later = script.repeat_probe(Copier(False), tok, span=span)
+    assert first == pytest.approx(np.log(V), rel=1e-4) and later == pytest.approx(np.log(V), rel=1e-4)
+    first, later = script.repeat_probe(Copier(True), tok, span=span)
+    assert first == pytest.approx(np.log(V), rel=1e-4) and later < 1e-3
+
+
 def _run(script, corpus, out, *extra):
     return script.main(["--corpus", str(corpus), "--out", str(out), "--hidden", "16", "--layers", "1", "--heads", "2",
                         "--seq-len", "2048", "--batch-rows", "1", "--max-steps", "4", "--warmup", "2", "--lr", "1e-2",
@@ -75,7 +121,11 @@ def test_resume_continues_exactly_and_the_export_loads_and_generates(script, cor
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
     assert straight["step"] == 4
     _run(script, corpus, tmp_path / "stopped", "--max-minutes", "0")  # stops (and saves) after its first step
-    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["step"] == 1
+    state = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 1
+    for key in script.LATER_KEYS:  # a checkpoint from before those options resumes too
+        del state["run"][key]
+    torch.save(state, tmp_path / "stopped" / "checkpoint.pt")
     _run(script, corpus, tmp_path / "stopped")
     resumed = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)
     assert resumed["step"] == 4 and resumed["tokens"] == straight["tokens"]
@@ -94,3 +144,24 @@ def test_resume_continues_exactly_and_the_export_loads_and_generates(script, cor
     ids = tok("System: Function: def", return_tensors="pt")["input_ids"]
     gen = model.generate(ids, max_new_tokens=5, do_sample=False)
     assert gen.shape[1] == ids.shape[1] + 5
+
+
+def test_induction_phase_repeat_share_and_a_further_stage_from_a_checkpoint(script, corpus, tmp_path, capsys):
+    """Steps before --induction-steps train on repeated spans only; --repeat-share adds them to the corpus; a run's
+    checkpoint.pt starts the next stage with exactly its weights."""
+    _run(script, corpus, tmp_path / "a", "--induction-steps", "2", "--induction-seq-len", "200", "--repeat-share", "0.5")
+    out = capsys.readouterr().out
+    corpus_line = next(line for line in out.splitlines() if line.startswith("corpus:"))
+    repeated = int(corpus_line.split("(")[1].split(" tokens of repeated")[0].replace(",", ""))
+    total = int(corpus_line.split("), ")[1].split(" tokens")[0].replace(",", ""))
+    assert repeated >= total - repeated > 0  # share 0.5: at least as many repeated-span tokens as corpus tokens
+    tokens = [int(line.split("tokens ")[-1].replace(",", "")) for line in out.splitlines() if " loss " in line and "lr" in line]
+    assert tokens[1] <= 2 * 200 < tokens[3] - tokens[1]  # two 200-token induction rows, then 2048-token rows
+    assert "repeat_probe first" in out
+
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    _run(script, corpus, tmp_path / "b", "--init-from", str(tmp_path / "a" / "checkpoint.pt"), "--max-steps", "1",
+         "--lr", "0", "--warmup", "1")
+    after = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    for name, value in state["model"].items():
+        torch.testing.assert_close(after[name], value, rtol=0, atol=1e-7, msg=name)

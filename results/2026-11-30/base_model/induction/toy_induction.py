@@ -1,7 +1,7 @@
 """Can this training path learn in-context copying at all? A 2-layer LLaMA on random-token spans repeated 3 times,
 300 steps, plain batches and packed rows (scripts/pretrain_base.py's collate and loss): loss on the first copy vs the repeats.
 
-    python results/2026-11-30/base_model/toy_induction.py    # run from the repository root
+    python results/2026-11-30/base_model/induction/toy_induction.py    # run from the repository root
 """
 import importlib.util, random, sys, time
 import numpy as np, torch, torch.nn.functional as F
