@@ -147,6 +147,11 @@ def collate(docs: list[np.ndarray], rows: list[list[int]], seq_len: int, pad_id:
 MAX_SPAN, MAX_REPEATS = 48, 4
 
 
+def first_plain_id(tokenizer) -> int:
+    """The smallest id above every special token: random spans draw from ``[first_plain_id, len(tokenizer))``."""
+    return max(tokenizer.all_special_ids) + 1
+
+
 def make_repeat_docs(n_tokens: int, tokenizer, seed: int, min_span: int = 8, max_span: int = MAX_SPAN) -> list[np.ndarray]:
     """Documents ``[bos] + span * r`` of uniformly random non-special token ids, span length in [min_span, max_span],
     r in 2..4, until ``n_tokens`` tokens; a function of ``seed`` alone.
@@ -158,7 +163,7 @@ def make_repeat_docs(n_tokens: int, tokenizer, seed: int, min_span: int = 8, max
     (results/2026-11-30/base_model/README.md).
     """
     rng = np.random.default_rng([seed, 0x5EED])
-    low = max(tokenizer.all_special_ids) + 1
+    low = first_plain_id(tokenizer)
     docs, total = [], 0
     while total < n_tokens:
         span = rng.integers(low, len(tokenizer), size=int(rng.integers(min_span, max_span + 1)))
@@ -172,7 +177,7 @@ def repeat_probe(model: LlamaForCausalLM, tokenizer, n_docs: int = 24, span: int
     """Mean loss (nats/token) on the first copy of a random span and on its two repetitions, over ``n_docs`` fixed
     held-out spans: a model that copies in context pays almost nothing for the repetitions."""
     rng = np.random.default_rng([10**6, 0x5EED])  # no run's seed: these spans are never trained on
-    low = max(tokenizer.all_special_ids) + 1
+    low = first_plain_id(tokenizer)
     spans = torch.from_numpy(rng.integers(low, len(tokenizer), size=(n_docs, span)))
     ids = torch.cat([torch.full((n_docs, 1), tokenizer.bos_token_id), spans.repeat(1, 3)], dim=1)  # [n_docs, 1 + 3 * span]
     model.eval()

@@ -17,8 +17,8 @@ from tl_lightning import models
 from tl_lightning.checkpoints import load_pretrained
 from tl_lightning.models import (
     BASE_MODEL,
-    available_models,
     SHIPPED_MODELS,
+    available_models,
     check_model_source,
     default_tokenizer,
     load_causal_lm,

@@ -27,7 +27,13 @@ import yaml
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from tl_lightning.models import TINY_MODEL, check_model_source, decoder_layer_class, default_tokenizer, load_causal_lm
+from tl_lightning.models import (
+    TINY_MODEL,
+    check_model_source,
+    decoder_layer_class,
+    default_tokenizer,
+    load_causal_lm,
+)
 from tl_lightning.tokenization import resolve_tokenizer
 
 __all__ = [
