@@ -107,6 +107,37 @@ def test_repeat_probe_tells_a_copying_model_from_one_that_does_not(script):
     assert first == pytest.approx(np.log(V), rel=1e-4) and later == pytest.approx(np.log(V), rel=1e-4)
     first, later = script.repeat_probe(Copier(True), tok, span=span)
     assert first == pytest.approx(np.log(V), rel=1e-4) and later < 1e-3
+    # In text: the spans follow 20 tokens of a document. A model that copies anywhere still pays ~0 on the
+    # repetitions; one that copies only in documents that start with the span (bos first) pays log(V) there too.
+    prefix = np.asarray(tok("Function: def lookup_city(name: str)  # Find a city.\nUser: find Paris")["input_ids"][:20])
+    assert len(prefix) == 20 and prefix[0] != tok.bos_token_id
+    _, later = script.repeat_probe(Copier(True), tok, span=span, prefix=prefix)
+    assert later < 1e-3
+
+    class BosOnlyCopier(Copier):
+        def forward(self, input_ids, use_cache=False):
+            self.copy = bool((input_ids[:, 0] == tok.bos_token_id).all())
+            return super().forward(input_ids)
+
+    assert script.repeat_probe(BosOnlyCopier(True), tok, span=span)[1] < 1e-3
+    first, later = script.repeat_probe(BosOnlyCopier(True), tok, span=span, prefix=prefix)
+    assert first == pytest.approx(np.log(V), rel=1e-4) and later == pytest.approx(np.log(V), rel=1e-4)
+
+
+def test_splice_repeats_inserts_every_span_once_inside_documents(script):
+    docs = [np.arange(100 * i, 100 * i + n, dtype=np.int32) for i, n in enumerate([12, 5, 30, 8])]
+    spans = [np.array([1, *([9000 + k] * 3) * 2], dtype=np.int32) for k in range(6)]  # bos + a span of 3, twice
+    out = script.splice_repeats(docs, spans, seed=0, seq_len=1000)
+    assert len(out) == len(docs)
+    inserted = []
+    for doc, new in zip(docs, out, strict=True):
+        assert new[0] == doc[0]  # never before a document's first token
+        np.testing.assert_array_equal(new[new < 9000], doc)  # the document's own tokens, in order
+        inserted += [int(t) for t in new[new >= 9000]]
+    assert sorted(inserted) == sorted(int(t) for s in spans for t in s[1:])  # each span once, bos dropped
+    assert all(np.array_equal(a, b) for a, b in zip(out, script.splice_repeats(docs, spans, seed=0, seq_len=1000), strict=True))
+    short = script.splice_repeats(docs, spans, seed=0, seq_len=10)
+    assert max(map(len, short)) == 10 and all(np.array_equal(s, o[:10]) for s, o in zip(short, out, strict=True))
 
 
 def _run(script, corpus, out, *extra):

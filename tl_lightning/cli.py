@@ -50,11 +50,24 @@ RUN_OUTPUTS = ("checkpoints", "hf", "metrics.csv", "config.yaml", "hparams.yaml"
 
 class TLSaveConfigCallback(SaveConfigCallback):
     """Writes ``config.yaml`` to the log dir (as LightningCLI does) and hands the module the resolved config,
-    which :class:`~tl_lightning.checkpoints.TokenizerCheckpointMixin` stores in every checkpoint."""
+    which :class:`~tl_lightning.checkpoints.TokenizerCheckpointMixin` stores in every checkpoint.
+
+    A module with an ``output_path()`` (the evaluation module) gets it there instead, beside its report: ``test``
+    on a training run's directory must not overwrite that run's ``config.yaml``, and ``test`` without a run
+    directory must not write one into the working directory."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if hasattr(pl_module, "resolved_config"):
             pl_module.resolved_config = self.parser.dump(self.config, skip_none=False, skip_validation=True)
+        output_path = getattr(pl_module, "output_path", None)
+        if callable(output_path) and not self.already_saved:
+            if trainer.is_global_zero:
+                out = Path(output_path())
+                out.mkdir(parents=True, exist_ok=True)
+                self.parser.save(self.config, str(out / self.config_filename), skip_none=False, overwrite=True,
+                                 multifile=self.multifile)
+            self.already_saved = True
+            return
         super().setup(trainer, pl_module, stage)
 
 

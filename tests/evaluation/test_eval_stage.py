@@ -161,6 +161,8 @@ def test_cli_end_to_end(tmp_path, split):
     assert report["n"] == 3 and len(read_predictions(out / "predictions.jsonl")) == 3
     assert report["kind"] == ("single_turn" if split == "single" else "multi_turn")
     assert (out / "report.md").is_file()
+    # The resolved config goes beside the report, not into the run (or working) directory.
+    assert "synthetic" in (out / "config.yaml").read_text() and not (tmp_path / "config.yaml").exists()
 
 
 @pytest.mark.slow
@@ -184,6 +186,8 @@ def test_quickstart_accuracy_is_the_test_stage_on_an_hf_export(tmp_path):
     ])
     reports = list((tmp_path / "run" / "eval").glob("*/report.json"))
     assert len(reports) == 1
+    # A training run's own config.yaml would sit in run/; the test stage's goes beside its report.
+    assert (reports[0].parent / "config.yaml").is_file() and not (tmp_path / "run" / "config.yaml").exists()
     report = json.loads(reports[0].read_text())
     assert (report["kind"], report["mode"], report["n"]) == ("single_turn", "corrected", 4)
     assert all(0.0 <= report[k] <= 100.0 for k in ("TS", "PI", "CF"))

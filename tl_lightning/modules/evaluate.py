@@ -97,6 +97,11 @@ class TLEvalModule(LightningModule):
             raise RuntimeError("TLEvalModule needs a BenchmarkDataModule (its .benchmark gives the cases and data notes)")
         return bench
 
+    def output_path(self) -> Path:
+        """Where predictions, reports and the run's ``config.yaml`` go: ``output_dir``, else
+        ``<default_root_dir>/eval/<set>`` (so a ``test`` run never overwrites the training run's ``config.yaml``)."""
+        return Path(self.hparams.output_dir or Path(self.trainer.default_root_dir) / "eval" / self._benchmark().name)
+
     def setup(self, stage: str) -> None:
         bench = self._benchmark()
         if not bench.multi_turn:
@@ -164,7 +169,7 @@ class TLEvalModule(LightningModule):
         collected, self.collected = self._gathered(), EvalOutputs()
         if self.trainer.global_rank != 0:
             return
-        out_dir = Path(self.hparams.output_dir or Path(self.trainer.default_root_dir) / "eval" / bench.name)
+        out_dir = self.output_path()
         self.last_report = write_eval_outputs(bench, collected, self.hparams.mode, self.call_format, out_dir)
         rank_zero_info(headline(self.last_report))
         rank_zero_info(f"  predictions and report in {out_dir}")
