@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -68,3 +69,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def pretrain_script():
+    """``scripts/pretrain_base.py`` as a module (a script, not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_base.py"
+    spec = importlib.util.spec_from_file_location("pretrain_base", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

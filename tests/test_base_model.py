@@ -8,9 +8,7 @@ not shipped until fine-tuning it beats training from random weights).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -95,12 +93,9 @@ def test_the_shipped_base_is_pretrained_within_the_size_budget():
 
 
 @pytest.mark.skipif(not _REAL, reason="tl-small-base weights are not shipped yet (issue 11)")
-def test_the_shipped_base_copies_from_its_context():
+def test_the_shipped_base_copies_from_its_context(pretrain_script):
     """What the base is for: on random token spans it has never seen, the repetitions cost far less than the first
     copy (a model that does not copy pays the same, about ln(4096) = 8.3 nats, on both)."""
-    spec = importlib.util.spec_from_file_location("pretrain_base", Path(__file__).resolve().parents[1] / "scripts" / "pretrain_base.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     loaded = load_pretrained(BASE_MODEL)
-    first, later = script.repeat_probe(loaded.model, loaded.tokenizer, n_docs=8)
+    first, later = pretrain_script.repeat_probe(loaded.model, loaded.tokenizer, n_docs=8)
     assert first > 7.0 and later < first - 4.0, (first, later)
