@@ -28,7 +28,7 @@ from tl_lightning.tools.sandbox import Sandbox
 from tl_lightning.tools.tasks import check_success
 from tl_lightning.tools.toolkits._common import CITIES
 
-SIZES = {"n_train": 600, "n_val": 20, "n_test_single": 40, "n_test_multi": 40}
+SIZES = {"n_train": 600, "n_val": 20, "n_test_single": 40, "n_test_multi": 40, "n_train_multi": 40}
 
 #: The feedback category each injected kind must produce (a wrong sibling fails on its arguments).
 INTENDED = {
@@ -55,7 +55,7 @@ def train(generated):
 
 def test_files_and_manifest(generated):
     manifest = json.loads((generated / "manifest.json").read_text())
-    assert manifest["counts"] == {"train": 600, "val": 20, "test_single": 40, "test_multi": 40}
+    assert manifest["counts"] == {"train": 600, "val": 20, "test_single": 40, "test_multi": 40, "train_multi": 40}
     assert manifest["seed"] == 3 and manifest["version"] == QUICKSTART_VERSION
     assert manifest["trajectories_with_error"] == {"train": 102, "val": 3}  # round(0.17 * n)
     assert set(manifest["injected_kinds"]) == set(ERROR_KINDS)
@@ -115,8 +115,13 @@ def test_error_rate_within_two_points(generated, tmp_path):
 
 def test_same_seed_gives_identical_bytes(generated, tmp_path):
     synthetic.generate(tmp_path / "a", seed=3, error_rate=0.17, **SIZES)
-    for name in ("train.jsonl", "val.jsonl", "test_single.jsonl", "test_multi.jsonl", "manifest.json"):
+    for name in ("train.jsonl", "val.jsonl", "test_single.jsonl", "test_multi.jsonl", "train_multi.jsonl", "manifest.json"):
         assert (tmp_path / "a" / name).read_bytes() == (generated / name).read_bytes(), name
+    # train_multi is drawn last: asking for none leaves every other file as it was
+    synthetic.generate(tmp_path / "c", seed=3, error_rate=0.17, **{**SIZES, "n_train_multi": 0})
+    assert not (tmp_path / "c" / "train_multi.jsonl").exists()
+    for name in ("train.jsonl", "val.jsonl", "test_single.jsonl", "test_multi.jsonl"):
+        assert (tmp_path / "c" / name).read_bytes() == (generated / name).read_bytes(), name
     synthetic.generate(tmp_path / "b", seed=4, error_rate=0.17, **SIZES)
     assert (tmp_path / "b" / "train.jsonl").read_bytes() != (generated / "train.jsonl").read_bytes()
 
@@ -157,8 +162,13 @@ def test_test_splits_use_unseen_values(generated):
             assert found <= test_cities, found
             seen_test.update(found)
     assert seen_test
-    for line in (generated / "train.jsonl").read_text().splitlines():
-        assert set(city_re.findall(json.loads(line)["messages"][0]["content"])) <= train_cities
+    seen_train = Counter()
+    for name in ("train.jsonl", "train_multi.jsonl"):  # RL tasks too: no test value is ever trained on
+        for line in (generated / name).read_text().splitlines():
+            found = set(city_re.findall(json.loads(line)["messages"][0]["content"]))
+            assert found <= train_cities, (name, found)
+            seen_train[name] += bool(found)
+    assert seen_train["train.jsonl"] and seen_train["train_multi.jsonl"]
 
 
 def test_single_turn_cases(generated):
@@ -180,8 +190,10 @@ def _env(record) -> Sandbox:
     return sb
 
 
-def test_multi_turn_tasks_are_solvable_and_checkable(generated):
-    records = [json.loads(x) for x in (generated / "test_multi.jsonl").read_text().splitlines()]
+@pytest.mark.parametrize("split", ["test_multi", "train_multi"])
+def test_multi_turn_tasks_are_solvable_and_checkable(generated, split):
+    records = [json.loads(x) for x in (generated / f"{split}.jsonl").read_text().splitlines()]
+    assert all(r["id"].startswith(f"qs-{split}-") for r in records)
     state_tasks = 0
     for r in records:
         assert r["max_turns"] == 9 and r["success"]["finished"] is True
@@ -204,6 +216,7 @@ def test_ensure_quickstart_data_generates_once_atomically(monkeypatch, tmp_path)
     monkeypatch.setitem(synthetic.QUICKSTART, "n_val", 5)
     monkeypatch.setitem(synthetic.QUICKSTART, "n_test_single", 5)
     monkeypatch.setitem(synthetic.QUICKSTART, "n_test_multi", 5)
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_train_multi", 5)
     with pytest.raises(FileNotFoundError, match="python -m tl_lightning.synthetic"):
         resolve_data_path("quickstart:val")  # finding never generates
     folder = ensure_quickstart_data()
@@ -212,17 +225,18 @@ def test_ensure_quickstart_data_generates_once_atomically(monkeypatch, tmp_path)
     assert path == folder / "val.jsonl" and path.is_file()
     mtime = path.stat().st_mtime_ns
     assert ensure_quickstart_data() == folder and path.stat().st_mtime_ns == mtime  # not regenerated
-    assert resolve_data_path("quickstart:test_multi").is_file()
+    assert resolve_data_path("quickstart:test_multi").is_file() and resolve_data_path("quickstart:train_multi").is_file()
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temporary folder left behind
 
 
 #: sha256 of the quick-start files. They change only with the generator's output, which must bump
 #: ``QUICKSTART_VERSION`` (data/paths.py) so cached copies are regenerated; update both together.
 QUICKSTART_SHA256 = {
-    "manifest.json": "e5e658ed5ab9e4d6bb34fcf6bf4c93d0d452f54de13c0e33152759579b603ff3",
+    "manifest.json": "785d1461d0931d14927ae220cb4b0a8aaef1c3a5cb7c0b880a028de06fea79f0",
     "test_multi.jsonl": "14356249ed75679434653cef659f8c9c433b3e59d0aa02d2d8ff903ecd539070",
     "test_single.jsonl": "d9e33a58dd2532788fccefd912e93ff692362528516518437dd0fbe8dd19792b",
     "train.jsonl": "f8439622974f55d8f0ea9371b8ac2b7d34877b209d9fead5c5b9a7f97be42bf9",
+    "train_multi.jsonl": "1a53babd749013d6d68ef287d378f5c476017811bc8d149c2e0adfbe17edd709",
     "val.jsonl": "c0d482649879c1cf3f0d61e26e18231c9501c67973b5fd6ca2016c439cc92f6a",
 }
 
@@ -249,6 +263,7 @@ def test_main_without_out_generates_the_quickstart_set(monkeypatch, tmp_path, ca
     monkeypatch.setitem(synthetic.QUICKSTART, "n_val", 2)
     monkeypatch.setitem(synthetic.QUICKSTART, "n_test_single", 2)
     monkeypatch.setitem(synthetic.QUICKSTART, "n_test_multi", 2)
+    monkeypatch.setitem(synthetic.QUICKSTART, "n_train_multi", 2)
     assert synthetic.main([]) == 0
     assert capsys.readouterr().out.strip() == str(quickstart_dir())
     assert resolve_data_path("quickstart").is_file()
@@ -259,9 +274,9 @@ def test_main_without_out_generates_the_quickstart_set(monkeypatch, tmp_path, ca
 
 def test_cli(tmp_path, capsys):
     assert synthetic.main(["--out", str(tmp_path), "--n-train", "12", "--n-val", "3", "--n-test", "6", "--seed", "2",
-                           "--error-rate", "0.5"]) == 0
+                           "--error-rate", "0.5", "--n-train-multi", "3"]) == 0
     manifest = json.loads(capsys.readouterr().out)
-    assert manifest["counts"] == {"train": 12, "val": 3, "test_single": 6, "test_multi": 2}
+    assert manifest["counts"] == {"train": 12, "val": 3, "test_single": 6, "test_multi": 2, "train_multi": 3}
     assert manifest["trajectories_with_error"]["train"] == 6
 
 
@@ -279,7 +294,7 @@ def test_full_quickstart_in_two_processes_is_fast_and_consistent(tmp_path):
     assert min(float(o[1]) for o in outs) < 60  # about 3 s on an idle core; generous for a loaded CI box
     root = Path(outs[0][0]).parent
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["counts"] == {"train": 1217, "val": 100, "test_single": 300, "test_multi": 100}
+    assert manifest["counts"] == {"train": 1217, "val": 100, "test_single": 300, "test_multi": 100, "train_multi": 400}
     trajs = read_trajectories(root / "train.jsonl", format="openai", strict=True)
     measured = sum(any(s.is_error for s in t.steps) for t in trajs) / len(trajs)
     assert abs(measured - 0.17) <= 0.02

@@ -52,8 +52,8 @@ def test_multiturn_module_rejects_reinforce_pp_and_bad_turns():
 
 def test_task_datamodule_groups_and_checks_the_batch(tasks):
     with pytest.raises(ValueError, match="group_size=4 must be >= 1 and divide batch_size=6"):
-        TaskDataModule(train_path="quickstart:test_multi", batch_size=6, group_size=4)
-    dm = TaskDataModule(train_path="quickstart:test_multi", batch_size=4, group_size=2, max_train_tasks=4)
+        TaskDataModule(train_path="quickstart:train_multi", batch_size=6, group_size=4)
+    dm = TaskDataModule(train_path="quickstart:train_multi", batch_size=4, group_size=2, max_train_tasks=4)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert len(batch) == 4 and batch[0].id == batch[1].id and batch[2].id == batch[3].id

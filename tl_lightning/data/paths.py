@@ -18,10 +18,10 @@ __all__ = ["QUICKSTART_SEED", "QUICKSTART_SPLITS", "QUICKSTART_VERSION", "cache_
 
 #: Version of the quick-start set's content. The generator writes it into the manifest and it names the
 #: cache folder, so bumping it whenever generated content changes makes every cache regenerate.
-QUICKSTART_VERSION = "4"
+QUICKSTART_VERSION = "5"
 #: The seed the quick-start set is generated with (also part of the folder name).
 QUICKSTART_SEED = 0
-QUICKSTART_SPLITS = ("train", "val", "test_single", "test_multi")
+QUICKSTART_SPLITS = ("train", "val", "test_single", "test_multi", "train_multi")
 #: How to write the alias: ``quickstart`` (the train split) or ``quickstart:<split>``.
 _ALIAS = "quickstart"
 

@@ -244,13 +244,13 @@ class TaskDataModule(LightningDataModule):
     Tasks whose toolkits the sandbox does not know are skipped and counted (``self.skipped``).
 
     Args:
-        train_path / val_path: task files (``python -m tl_lightning.synthetic --out DIR --seed 1 ...`` writes
-            ``DIR/test_multi.jsonl``; never train on the test split you report).
+        train_path / val_path: task files. ``quickstart:train_multi`` holds tasks drawn from the training values;
+            never train on a test split, nor on tasks generated as a test split with another seed: those carry
+            the test-only slot values.
         tokenizer: a name/path or tokenizer object; kept as ``.tokenizer`` (the CLI links it into the model).
         max_train_tasks / max_val_tasks: keep the first N tasks.
         exclude_path: a task file (e.g. ``quickstart:test_multi``) whose user queries must not be trained on:
-            train tasks with the same first user message are skipped (``held_out_overlap``). Generated sets
-            with another seed share some queries with the test set (small value pools).
+            train tasks with the same first user message are skipped (``held_out_overlap``).
     """
 
     def __init__(

@@ -13,8 +13,10 @@ gold tools. Test splits draw slot values that training never uses. A seed gives 
 
 Files: ``train.jsonl`` and ``val.jsonl`` (the ``openai`` trajectory format), ``test_single.jsonl``
 (first-step cases with gold calls), ``test_multi.jsonl`` (sandbox tasks with a success condition),
-``manifest.json``. :func:`ensure_quickstart_data` generates the quick-start set once into the cache,
-where :func:`tl_lightning.data.paths.resolve_data_path` finds it.
+``train_multi.jsonl`` (tasks of the same format for multi-turn RL, drawn like ``train`` from the
+training values, so RL never sees a test value), ``manifest.json``. :func:`ensure_quickstart_data`
+generates the quick-start set once into the cache, where
+:func:`tl_lightning.data.paths.resolve_data_path` finds it.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ from tl_lightning.tools.sandbox import Sandbox, default_toolkits
 __all__ = ["QUICKSTART", "SCENARIOS", "ensure_quickstart_data", "generate", "main", "run_scenario"]
 
 #: The quick-start sizes (1,217 is the paper's training-set size) and generator settings.
-QUICKSTART = {"n_train": 1217, "n_val": 100, "n_test_single": 300, "n_test_multi": 100, "seed": QUICKSTART_SEED,
-              "error_rate": 0.17}
+QUICKSTART = {"n_train": 1217, "n_val": 100, "n_test_single": 300, "n_test_multi": 100, "n_train_multi": 400,
+              "seed": QUICKSTART_SEED, "error_rate": 0.17}
 MIN_TOOLS, TYPICAL_MAX_TOOLS = 4, 6
 #: Every scenario, in the order the generator draws them by index (so the order is part of the output).
 SCENARIOS: tuple[Scenario, ...] = (*personal.SCENARIOS, *office.SCENARIOS)
@@ -146,13 +148,14 @@ def _test_single(n: int, seed: int, sandbox: Sandbox) -> list[dict[str, Any]]:
     return records
 
 
-def _test_multi(n: int, seed: int, sandbox: Sandbox) -> list[dict[str, Any]]:
+def _multi_tasks(split: str, n: int, seed: int, sandbox: Sandbox) -> list[dict[str, Any]]:
+    """Sandbox tasks with a success check; ``split`` picks the value pools (``test_multi``: test-only values)."""
     owner = {t.name: kit.name for kit in sandbox.toolkits.values() for t in kit.tools}
     records = []
     for i in range(n):
-        scenario, ep = _draw("test_multi", seed, i, sandbox)
+        scenario, ep = _draw(split, seed, i, sandbox)
         toolkits = sorted({owner[t] for t in ep.listed} | set(ep.initial_state))
-        records.append({"id": f"qs-test_multi-{i:05d}", "tools": [t.to_openai() for t in _tools(ep.listed)],
+        records.append({"id": f"qs-{split}-{i:05d}", "tools": [t.to_openai() for t in _tools(ep.listed)],
                         "messages": [{"role": "user", "content": ep.query}], "scenario": scenario.name,
                         "toolkits": toolkits, "initial_state": ep.initial_state,
                         "success": {"finished": True, "all": ep.success}, "max_turns": 9,
@@ -167,8 +170,9 @@ def _write_jsonl(records: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def generate(out: str | Path, n_train: int = 1217, n_val: int = 100, n_test_single: int = 300, n_test_multi: int = 100,
-             seed: int = 0, error_rate: float = 0.17) -> dict[str, Any]:
-    """Write the four splits and ``manifest.json`` into ``out``; returns the manifest."""
+             seed: int = 0, error_rate: float = 0.17, n_train_multi: int = 0) -> dict[str, Any]:
+    """Write the splits and ``manifest.json`` into ``out``; returns the manifest. ``train_multi.jsonl`` is
+    written only when ``n_train_multi > 0``; it is drawn last, so it leaves the other files unchanged."""
     if not 0.0 <= error_rate <= 1.0:
         raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
     out = Path(out)
@@ -179,14 +183,18 @@ def generate(out: str | Path, n_train: int = 1217, n_val: int = 100, n_test_sing
     write_openai_jsonl(train, out / "train.jsonl")
     write_openai_jsonl(val, out / "val.jsonl")
     _write_jsonl(_test_single(n_test_single, seed, sandbox), out / "test_single.jsonl")
-    _write_jsonl(_test_multi(n_test_multi, seed, sandbox), out / "test_multi.jsonl")
+    _write_jsonl(_multi_tasks("test_multi", n_test_multi, seed, sandbox), out / "test_multi.jsonl")
+    counts = {"train": len(train), "val": len(val), "test_single": n_test_single, "test_multi": n_test_multi}
+    if n_train_multi > 0:
+        _write_jsonl(_multi_tasks("train_multi", n_train_multi, seed, sandbox), out / "train_multi.jsonl")
+        counts["train_multi"] = n_train_multi
     trajs = train + val
     manifest = {
         "generator": "tl_lightning.synthetic.generator",
         "version": QUICKSTART_VERSION,  # bumped in data/paths.py whenever the output changes
         "seed": seed,
         "error_rate": error_rate,
-        "counts": {"train": len(train), "val": len(val), "test_single": n_test_single, "test_multi": n_test_multi},
+        "counts": counts,
         "trajectories_with_error": {s: sum(any(st.is_error for st in t.steps) for t in ts) for s, ts in (("train", train), ("val", val))},
         "injected_kinds": dict(sorted(Counter(t.meta["error"]["kind"] for t in trajs if t.meta["error"]).items())),
         "error_categories": dict(sorted(Counter(st.category.value for t in trajs for st in t.steps if st.is_error).items())),
@@ -214,7 +222,8 @@ def ensure_quickstart_data() -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
         try:
-            generate(tmp, q["n_train"], q["n_val"], q["n_test_single"], q["n_test_multi"], q["seed"], q["error_rate"])
+            generate(tmp, q["n_train"], q["n_val"], q["n_test_single"], q["n_test_multi"], q["seed"], q["error_rate"],
+                     q["n_train_multi"])
             tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
             try:
                 os.rename(tmp, final)
@@ -226,7 +235,7 @@ def ensure_quickstart_data() -> Path:
     return final
 
 
-_SIZE_OPTIONS = ("n_train", "n_val", "n_test", "n_test_multi", "seed", "error_rate")
+_SIZE_OPTIONS = ("n_train", "n_val", "n_test", "n_test_multi", "n_train_multi", "seed", "error_rate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-val", type=int, default=None, help=f"validation trajectories (default {QUICKSTART['n_val']})")
     p.add_argument("--n-test", type=int, default=None, help=f"single-turn test cases (default {QUICKSTART['n_test_single']})")
     p.add_argument("--n-test-multi", type=int, default=None, help="multi-turn test tasks (default: n-test / 3)")
+    p.add_argument("--n-train-multi", type=int, default=None,
+                   help=f"multi-turn RL tasks drawn from the training values (default {QUICKSTART['n_train_multi']})")
     p.add_argument("--seed", type=int, default=None, help=f"default {QUICKSTART['seed']}")
     p.add_argument("--error-rate", type=float, default=None,
                    help=f"fraction of trajectories with an injected error (default {QUICKSTART['error_rate']})")
@@ -258,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_multi,
         a.seed if a.seed is not None else QUICKSTART["seed"],
         a.error_rate if a.error_rate is not None else QUICKSTART["error_rate"],
+        a.n_train_multi if a.n_train_multi is not None else QUICKSTART["n_train_multi"],
     )
     print(json.dumps(manifest, indent=2, sort_keys=True))
     return 0
