@@ -9,7 +9,9 @@ Pick ``--max-steps`` from the probe's tokens/s: a step trains about 5,900 tokens
 (rows are ~97% full), so one hour is about ``3500 * tokens_per_s / 5900`` steps; the cosine schedule ends there.
 
 Plain PyTorch, one process (``--threads``, default 2): the point is exact reproducibility and resume,
-not scale. Every document of ``train.jsonl`` is tokenized once (cached beside the checkpoint), truncated
+not scale. On a GPU, ``--device cuda --precision bf16-mixed`` runs the same steps with bf16 autocast (the weights,
+AdamW state and loss stay fp32); ``--max-shard-size 15MB`` splits the export into files small enough to copy back
+from a machine that returns files of at most 16 MiB. Every document of ``train.jsonl`` is tokenized once (cached beside the checkpoint), truncated
 to ``--seq-len`` and packed into rows: documents of a window are placed first-fit-decreasing, each with
 ``position_ids`` restarting at 0, so transformers builds a block-diagonal mask and every document is
 seen from position 0 as a fine-tuning prompt would be. The first token of each document gets no loss (it
@@ -44,9 +46,10 @@ IGNORE = -100
 #: Arguments that define the run: a checkpoint written under other values is refused on resume.
 RUN_KEYS = ("corpus", "tokenizer", "hidden", "layers", "heads", "ffn", "seq_len", "batch_rows", "lr", "warmup",
             "max_steps", "weight_decay", "seed", "init_from", "repeat_share", "induction_steps", "induction_seq_len",
-            "repeat_inline")
+            "repeat_inline", "precision")
 #: Run keys added later, with the value that checkpoints written before them implicitly used.
-LATER_KEYS = {"repeat_share": 0.0, "induction_steps": 0, "induction_seq_len": 256, "repeat_inline": False}
+LATER_KEYS = {"repeat_share": 0.0, "induction_steps": 0, "induction_seq_len": 256, "repeat_inline": False,
+              "precision": "32-true"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,11 +70,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this much wall time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda; not a run key: a run may resume elsewhere")
+    p.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true",
+                   help="bf16-mixed: bf16 autocast for the forward pass, fp32 weights and optimizer")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--val-docs", type=int, default=200)
     p.add_argument("--save-dtype", choices=["float32", "bfloat16"], default="float32", help="dtype of the HF export")
+    p.add_argument("--max-shard-size", default="5GB", help="largest safetensors file of the HF export (e.g. 15MB)")
     p.add_argument("--overwrite", action="store_true", help="start over even if <out>/checkpoint.pt exists")
     p.add_argument("--init-from", type=Path, default=None,
                    help="continue pretraining from this HF export or checkpoint.pt (its weights; a fresh optimizer and "
@@ -205,7 +212,7 @@ def splice_repeats(docs: list[np.ndarray], spans: list[np.ndarray], seed: int, s
 
 @torch.no_grad()
 def repeat_probe(model: LlamaForCausalLM, tokenizer, n_docs: int = 24, span: int = 24,
-                 prefix: np.ndarray | None = None) -> tuple[float, float]:
+                 prefix: np.ndarray | None = None, precision: str = "32-true") -> tuple[float, float]:
     """Mean loss (nats/token) on the first copy of a random span and on its two repetitions, over ``n_docs`` fixed
     held-out spans: a model that copies in context pays almost nothing for the repetitions. Each probe is
     ``[bos] + span * 3``, or ``prefix + span * 3`` given ``prefix`` (token ids of ordinary text, e.g. a held-out
@@ -214,12 +221,14 @@ def repeat_probe(model: LlamaForCausalLM, tokenizer, n_docs: int = 24, span: int
     low = first_plain_id(tokenizer)
     spans = torch.from_numpy(rng.integers(low, len(tokenizer), size=(n_docs, span)))
     head = torch.tensor([tokenizer.bos_token_id]) if prefix is None else torch.as_tensor(prefix, dtype=torch.long)
-    ids = torch.cat([head.expand(n_docs, -1), spans.repeat(1, 3)], dim=1)  # [n_docs, len(head) + 3 * span]
+    ids = torch.cat([head.expand(n_docs, -1), spans.repeat(1, 3)], dim=1).to(model.device)  # [n_docs, len(head) + 3 * span]
     model.eval()
-    nll = F.cross_entropy(model(input_ids=ids, use_cache=False).logits[:, :-1].float().transpose(1, 2), ids[:, 1:],
+    with autocast(model, precision):
+        logits = model(input_ids=ids, use_cache=False).logits
+    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:],
                           reduction="none")  # [n_docs, len(head) - 1 + 3 * span]; column j predicts token j + 1
     model.train()
-    nll = nll[:, len(head) - 1 :]  # column j predicts the span's token j
+    nll = nll[:, len(head) - 1 :].cpu()  # column j predicts the span's token j
     return nll[:, 1:span].mean().item(), nll[:, span:].mean().item()  # the span's first token is a guess either way
 
 
@@ -256,9 +265,17 @@ def build_model(args: argparse.Namespace, vocab_size: int, tokenizer) -> LlamaFo
     return LlamaForCausalLM(config)
 
 
-def lm_loss(model: LlamaForCausalLM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Token-mean next-token cross-entropy over the labelled tokens (padding and document starts excluded)."""
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+def autocast(model: LlamaForCausalLM, precision: str) -> torch.autocast:
+    """bf16 autocast on the model's device for ``bf16-mixed``; a no-op context for ``32-true``."""
+    return torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+
+def lm_loss(model: LlamaForCausalLM, batch: dict[str, torch.Tensor], precision: str = "32-true") -> torch.Tensor:
+    """Token-mean next-token cross-entropy over the labelled tokens (padding and document starts excluded).
+    ``batch`` tensors are [rows, seq_len], on any device: they are moved to the model's."""
+    batch = {k: v.to(model.device, non_blocking=True) for k, v in batch.items()}
+    with autocast(model, precision):
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE)
 
 
@@ -279,13 +296,13 @@ def make_optimizer(model: LlamaForCausalLM, args: argparse.Namespace) -> torch.o
 
 
 @torch.no_grad()
-def evaluate(model: LlamaForCausalLM, batches: list[dict[str, torch.Tensor]]) -> float:
+def evaluate(model: LlamaForCausalLM, batches: list[dict[str, torch.Tensor]], precision: str = "32-true") -> float:
     """Held-out loss: the token mean over every labelled token of ``batches``."""
     model.eval()
     total, count = 0.0, 0
     for b in batches:
         n = int((b["labels"][:, 1:] != IGNORE).sum())
-        total += lm_loss(model, b).item() * n
+        total += lm_loss(model, b, precision).item() * n
         count += n
     model.train()
     return total / max(count, 1)
@@ -298,9 +315,10 @@ def save_checkpoint(path: Path, model, optimizer, step: int, tokens: int, run: d
     tmp.replace(path)  # a run killed while saving keeps the previous checkpoint
 
 
-def export_hf(out: Path, model: LlamaForCausalLM, tokenizer, dtype: str, provenance: dict | None = None) -> None:
+def export_hf(out: Path, model: LlamaForCausalLM, tokenizer, dtype: str, provenance: dict | None = None,
+              max_shard_size: str = "5GB") -> None:
     """The HF directory, plus ``pretraining.json`` (the run's settings, steps, tokens, wall time, held-out loss)."""
-    model.to(getattr(torch, dtype)).save_pretrained(out, safe_serialization=True)
+    model.to(getattr(torch, dtype)).save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     model.float()
     tokenizer.save_pretrained(out, save_jinja_files=False)  # chat template inside tokenizer_config.json (*.json ships)
     if provenance is not None:
@@ -327,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         warmup_batches = Batches(make_repeat_docs(n, tokenizer, args.seed + 1), args.induction_seq_len, args.batch_rows,
                                  args.seed, tokenizer.pad_token_id)
     val_rows = pack([len(d) for d in val_docs], args.seq_len, random.Random(0))
-    val = [collate(val_docs, val_rows[i : i + args.batch_rows], args.seq_len, tokenizer.pad_token_id)
+    device = torch.device(args.device)
+    val = [{k: v.to(device) for k, v in collate(val_docs, val_rows[i : i + args.batch_rows], args.seq_len, tokenizer.pad_token_id).items()}
            for i in range(0, len(val_rows), args.batch_rows)]
     n_tok = sum(map(len, docs))
     print(f"corpus: {len(docs)} documents ({n_tok - n_corpus:,} tokens of repeated spans), {n_tok:,} tokens "
@@ -341,12 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             weights = LlamaForCausalLM.from_pretrained(args.init_from).state_dict()
         model.load_state_dict(weights)
-    model.train()
+    model.to(device).train()
     optimizer = make_optimizer(model, args)
     ckpt_path = args.out / "checkpoint.pt"
     step, tokens, seconds_before = 0, 0, 0.0
     if ckpt_path.exists() and not args.overwrite:
-        state = torch.load(ckpt_path, weights_only=False)
+        state = torch.load(ckpt_path, weights_only=False, map_location="cpu")  # load_state_dict moves it to the device
         saved = {**LATER_KEYS, **state["run"]}
         if saved != run:
             diff = {k: (saved.get(k), v) for k, v in run.items() if saved.get(k) != v}
@@ -366,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = warmup_batches(step) if step < args.induction_steps else batches(step - args.induction_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args)
-        loss = lm_loss(model, batch)
+        loss = lm_loss(model, batch, args.precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -382,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
             window_t, window_tok = now, 0
         out_of_time = args.max_minutes is not None and time.perf_counter() - start > 60 * args.max_minutes
         if step % args.eval_every == 0 or step == args.max_steps:
-            val_loss = evaluate(model, val)
-            rep_first, rep_later = repeat_probe(model, tokenizer)
-            in_first, in_later = repeat_probe(model, tokenizer, prefix=val_docs[0][:PROBE_PREFIX])
+            val_loss = evaluate(model, val, args.precision)
+            rep_first, rep_later = repeat_probe(model, tokenizer, precision=args.precision)
+            in_first, in_later = repeat_probe(model, tokenizer, prefix=val_docs[0][:PROBE_PREFIX], precision=args.precision)
             print(f"step {step} val_loss {val_loss:.4f} repeat_probe first {rep_first:.2f} repeats {rep_later:.2f} "
                   f"in_text first {in_first:.2f} repeats {in_later:.2f}", flush=True)
         if step % args.save_every == 0 or step == args.max_steps or out_of_time:
@@ -394,14 +413,15 @@ def main(argv: list[str] | None = None) -> int:
             break
     elapsed = time.perf_counter() - start
     if val_loss is None:
-        val_loss = evaluate(model, val)
+        val_loss = evaluate(model, val, args.precision)
     manifest = args.corpus / "manifest.json"
     provenance = {
         "script": "scripts/pretrain_base.py", "run": run, "step": step, "tokens": tokens, "parameters": n_params,
-        "train_seconds": round(seconds_before + elapsed, 1), "threads": args.threads, "val_loss": round(val_loss, 4),
+        "train_seconds": round(seconds_before + elapsed, 1), "threads": args.threads, "device": str(device),
+        "val_loss": round(val_loss, 4),
         "corpus_manifest": json.loads(manifest.read_text()) if manifest.is_file() else None,
     }
-    export_hf(args.out / "hf", model, tokenizer, args.save_dtype, provenance)
+    export_hf(args.out / "hf", model.cpu(), tokenizer, args.save_dtype, provenance, args.max_shard_size)
     print(f"done: step {step}, {tokens:,} tokens this far, {elapsed:.0f} s this session; HF model in {args.out / 'hf'}", flush=True)
     return 0
 

@@ -7,13 +7,15 @@ Writes ``train.jsonl`` (``--n`` documents) and ``val.jsonl`` (``--n-val``), one
 model will read and write: it is rendered by :mod:`tl_lightning.data.templates` itself (``python_doc``,
 ``python_sig``, ``react``, and ``chat_template`` with ``tl-small``'s template), so the base model learns
 exactly the syntax each format expects. Document ``i`` of a split depends only on ``(seed, split, i)``:
-a seed gives byte-identical files, and a longer corpus starts with the shorter one.
+a seed gives byte-identical files, and a longer corpus starts with the shorter one. That also lets
+``--workers N`` render chunks in N processes (for a large corpus on a many-core machine) and write the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -80,24 +82,44 @@ def documents(seed: int, split: str, n: int, start: int = 0) -> Iterator[tuple[T
         yield traj, {"id": traj.id, "format": fmt, "text": renderer(traj, fmt)}
 
 
-def write_corpus(out: Path, seed: int, n: int, n_val: int) -> dict:
-    """Write ``train.jsonl``, ``val.jsonl`` and ``manifest.json`` under ``out``; return the manifest."""
-    if n < 1 or n_val < 0:
-        raise ValueError(f"need --n >= 1 and --n-val >= 0, got n={n}, n_val={n_val}")
+#: Documents per task of a ``--workers`` pool.
+CHUNK = 2000
+
+
+def _chunk(job: tuple[int, str, int, int]) -> list[tuple[str, str, int, int]]:
+    """Documents ``start .. start+n-1`` as (JSON line, format, calls, characters)."""
+    seed, split, start, n = job
+    return [(json.dumps(doc, ensure_ascii=False) + "\n", doc["format"], traj.meta["n_calls"], len(doc["text"]))
+            for traj, doc in documents(seed, split, n, start)]
+
+
+def write_corpus(out: Path, seed: int, n: int, n_val: int, workers: int = 1) -> dict:
+    """Write ``train.jsonl``, ``val.jsonl`` and ``manifest.json`` under ``out``; return the manifest. ``workers`` > 1
+    renders chunks of :data:`CHUNK` documents in that many processes, in order: the files are the same bytes."""
+    if n < 1 or n_val < 0 or workers < 1:
+        raise ValueError(f"need --n >= 1, --n-val >= 0 and --workers >= 1, got n={n}, n_val={n_val}, workers={workers}")
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict = {"seed": seed, "splits": {}}
-    for split, count in (("train", n), ("val", n_val)):
-        formats: Counter = Counter()
-        steps: Counter = Counter()
-        chars = 0
-        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            for traj, doc in documents(seed, split, count):
-                f.write(json.dumps(doc, ensure_ascii=False) + "\n")
-                formats[doc["format"]] += 1
-                steps[traj.meta["n_calls"]] += 1
-                chars += len(doc["text"])
-        manifest["splits"][split] = {"documents": count, "characters": chars, "formats": dict(sorted(formats.items())),
-                                     "calls_per_episode": {str(k): v for k, v in sorted(steps.items())}}
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    try:
+        for split, count in (("train", n), ("val", n_val)):
+            jobs = [(seed, split, lo, min(CHUNK, count - lo)) for lo in range(0, count, CHUNK)]
+            formats: Counter = Counter()
+            steps: Counter = Counter()
+            chars = 0
+            with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
+                for chunk in (pool.imap(_chunk, jobs) if pool else map(_chunk, jobs)):
+                    for line, fmt, n_calls, n_chars in chunk:
+                        f.write(line)
+                        formats[fmt] += 1
+                        steps[n_calls] += 1
+                        chars += n_chars
+            manifest["splits"][split] = {"documents": count, "characters": chars, "formats": dict(sorted(formats.items())),
+                                         "calls_per_episode": {str(k): v for k, v in sorted(steps.items())}}
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
@@ -108,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, required=True, help="training documents")
     p.add_argument("--n-val", type=int, default=200, help="held-out documents (val.jsonl)")
+    p.add_argument("--workers", type=int, default=1, help="processes that render documents (same bytes for any number)")
     args = p.parse_args(argv)
-    manifest = write_corpus(args.out, args.seed, args.n, args.n_val)
+    manifest = write_corpus(args.out, args.seed, args.n, args.n_val, args.workers)
     train = manifest["splits"]["train"]
     print(f"wrote {train['documents']} documents ({train['characters']:,} characters; formats {train['formats']}) "
           f"and {manifest['splits']['val']['documents']} held-out ones to {args.out}")
