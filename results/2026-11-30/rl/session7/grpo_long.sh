@@ -1,0 +1,15 @@
+#!/bin/bash
+# usage: grpo_long.sh SEED STEPS
+export WANDB_MODE=offline HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+cd "$(git rev-parse --show-toplevel)"
+S=$1; N=$2; D=runs/grpo_long/s${S}_n${N}
+mkdir -p $D
+start=$(date +%s)
+python -m tl_lightning fit --config configs/grpo_quickstart.yaml --model.init_args.actor runs/quickstart/hf \
+  --data.init_args.tokenizer runs/quickstart/hf --trainer.default_root_dir $D --seed_everything $S \
+  --model.init_args.sampling_seed $S --trainer.limit_train_batches $N --trainer.max_time 00:00:25:00 \
+  --trainer.val_check_interval 50 > $D/fit.log 2>&1
+echo "fit seconds $(( $(date +%s) - start ))" >> $D/fit.log
+python -m tl_lightning test --config configs/eval/synthetic_single.yaml --model.init_args.model $D/hf \
+  --trainer.default_root_dir $D/eval > $D/eval.log 2>&1
+echo "total seconds $(( $(date +%s) - start ))" >> $D/fit.log
