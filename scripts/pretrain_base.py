@@ -9,9 +9,11 @@ Pick ``--max-steps`` from the probe's tokens/s: a step trains about 5,900 tokens
 (rows are ~97% full), so one hour is about ``3500 * tokens_per_s / 5900`` steps; the cosine schedule ends there.
 
 Plain PyTorch, one process (``--threads``, default 2): the point is exact reproducibility and resume,
-not scale. On a GPU, ``--device cuda --precision bf16-mixed`` runs the same steps with bf16 autocast (the weights,
-AdamW state and loss stay fp32); ``--max-shard-size 15MB`` splits the export into files small enough to copy back
-from a machine that returns files of at most 16 MiB. Every document of ``train.jsonl`` is tokenized once (cached beside the checkpoint), truncated
+not scale. On a GPU, ``--device cuda --precision bf16-mixed`` runs the same steps with bf16 autocast (the
+weights, AdamW state and loss stay fp32); ``--max-shard-size 15MB`` splits the export into files small
+enough to copy back from a machine that returns files of at most 16 MiB.
+
+Every document of ``train.jsonl`` is tokenized once (cached beside the checkpoint), truncated
 to ``--seq-len`` and packed into rows: documents of a window are placed first-fit-decreasing, each with
 ``position_ids`` restarting at 0, so transformers builds a block-diagonal mask and every document is
 seen from position 0 as a fine-tuning prompt would be. The first token of each document gets no loss (it
