@@ -19,6 +19,7 @@ from tl_lightning.experiments.results import (
     paired_difference,
     rate,
     setting_label,
+    two_level_bootstrap,
     write_results,
 )
 
@@ -103,16 +104,41 @@ def test_paired_bootstrap_on_given_resamples_by_hand():
     assert paired_bootstrap([x_de], [b_de], np.array([[0, 0, 1]])).tolist() == pytest.approx([200 / 7])
 
 
+def test_two_level_bootstrap_on_given_resamples_by_hand():
+    x = [outcomes([1, 1, 0, 0]), outcomes([1, 0, 1, 0])]
+    b = [outcomes([1, 0, 0, 0]), outcomes([0, 0, 1, 0])]
+    draws = np.array([[0, 1, 2, 3], [1, 1, 1, 1], [2, 3, 2, 3]])
+    # per pair and row: pair 0 -> 25, 100, 0; pair 1 -> 25, 0, 0
+    seeds = np.array([[0, 0], [0, 1], [1, 1]])
+    # row 0 draws pair 0 twice: 25; row 1 pairs 0 and 1: (100 + 0) / 2; row 2 pair 1 twice: 0
+    assert two_level_bootstrap(x, b, draws, seeds).tolist() == [25.0, 50.0, 0.0]
+    # drawing every pair once is the cases-only bootstrap
+    assert two_level_bootstrap(x, b, draws, np.array([[0, 1]] * 3)).tolist() == paired_bootstrap(x, b, draws).tolist()
+
+
 def test_paired_difference_is_the_percentile_interval_of_the_seeded_resamples():
     x = [outcomes([1, 1, 0, 0, 1, 0]), outcomes([1, 0, 1, 0, 1, 1])]
     b = [outcomes([1, 0, 0, 0, 0, 0]), outcomes([0, 0, 1, 0, 1, 0])]
     point, lo, hi = paired_difference(x, b, n_boot=500, seed=3)
     assert point == pytest.approx((50 - 100 / 6 + 400 / 6 - 200 / 6) / 2)
-    reps = paired_bootstrap(x, b, np.random.default_rng(3).integers(0, 6, size=(500, 6)))
+    rng = np.random.default_rng(3)
+    draws = rng.integers(0, 6, size=(500, 6))
+    reps = two_level_bootstrap(x, b, draws, rng.integers(0, 2, size=(500, 2)))
     assert (lo, hi) == tuple(np.percentile(reps, [2.5, 97.5]))
     assert lo <= point <= hi
     assert paired_difference(x, b, n_boot=500, seed=3) == (point, lo, hi)  # fixed seed: reproducible
-    assert paired_difference(x, b, n_boot=500, seed=4)[1:] != (lo, hi)
+    # cases only: the same case resamples, every seed pair kept
+    case_only = paired_difference(x, b, n_boot=500, seed=3, resample_seeds=False)
+    assert case_only == (point, *np.percentile(paired_bootstrap(x, b, draws), [2.5, 97.5]))
+
+
+def test_the_seed_level_widens_the_interval_when_seeds_disagree():
+    # Two seeds whose differences are +50 and -50 on every case: the cases-only interval sees no noise at all
+    x = [outcomes([1, 1, 1, 1]), outcomes([0, 0, 0, 0])]
+    b = [outcomes([0, 0, 0, 0]), outcomes([1, 1, 1, 1])]
+    assert paired_difference(x, b, n_boot=200, resample_seeds=False) == (0.0, 0.0, 0.0)
+    # resampling the seeds draws (+100, +100) or (-100, -100) a quarter of the time each
+    assert paired_difference(x, b, n_boot=200) == (0.0, -100.0, 100.0)
 
 
 def test_paired_difference_aligns_cases_by_id_and_refuses_different_sets():
@@ -155,14 +181,18 @@ def test_results_table_on_fake_run_directories(tmp_path):
     assert base["TS_diff"] == "" and base["n_pairs"] == "0" and mae["n_pairs"] == "2" and mae["seeds"] == "0 1"
     assert float(mae["TS_diff"]) == 25.0  # (75 - 50 + 50 - 25) / 2
     # Per-case TS differences averaged over the two seeds: (0, 0.5, 0.5, 0). A resample of 4 cases is all 0 or all
-    # 0.5 with probability 1/16 each (> 2.5%), so the 95% interval is exactly [0, 50].
-    assert (float(mae["TS_lo"]), float(mae["TS_hi"])) == (0.0, 50.0)
-    # DE: -25 (0 of 4 calls against 1 of 4); a resample holds task 0 k = 0, 1, 2 times (p 1/4, 1/2, 1/4): -0, -25, -50
-    assert (float(mae["DE_diff"]), float(mae["DE_lo"]), float(mae["DE_hi"])) == (-25.0, -50.0, 0.0)
+    # 0.5 with probability 1/16 each (> 2.5%), so the cases-only 95% interval is exactly [0, 50].
+    assert (float(mae["TS_case_lo"]), float(mae["TS_case_hi"])) == (0.0, 50.0)
+    # The seeds disagree on which case they gained (case 2 against case 1): resampling them too cannot narrow it.
+    assert float(mae["TS_lo"]) <= 0.0 and float(mae["TS_hi"]) >= 50.0
+    # DE: -25 (0 of 4 calls against 1 of 4); a resample holds task 0 k = 0, 1, 2 times (p 1/4, 1/2, 1/4): -0, -25, -50.
+    # Both seeds agree here, so resampling them changes nothing.
+    for interval in (("DE_lo", "DE_hi"), ("DE_case_lo", "DE_case_hi")):
+        assert (float(mae["DE_diff"]), *map(float, map(mae.get, interval))) == (-25.0, -50.0, 0.0)
     assert (float(mae["VA_mean"]), float(mae["VA_diff"]), float(mae["VA_lo"]), float(mae["VA_hi"])) == (100.0, 50.0, 0.0, 100.0)
     assert mae["success_mean"] == "" and mae["incomplete"] == "1" and base["n_synthetic_single"] == "4"
     text = md.read_text()
-    assert "| Standard SFT | 2 | 37.50 ± 17.68 | 37.50 ± 17.68 | 0.00 ± 0.00 | 25.00 ± 0.00 | 0.00 ± 0.00 | 50.00 ± 0.00 |" in text
+    assert "| Standard SFT | 0 1 | 37.50 ± 17.68 | 37.50 ± 17.68 | 0.00 ± 0.00 | 25.00 ± 0.00 | 0.00 ± 0.00 | 50.00 ± 0.00 |" in text
     assert "| +MAE | 2 | +25.00 [+0.00, +50.00] |" in text and "success" not in text.split("\n## ")[0].split("| setting")[1]
     assert "+MAE (1)" in text  # the run that max_time stopped is flagged
 
@@ -197,3 +227,34 @@ def test_bad_grids_fail_naming_the_file(tmp_path):
     c = make_cell(tmp_path, "c", MAE, 0, [1, 1, 1], [(1, 0, True)])  # 3 single-turn cases against 2
     with pytest.raises(ValueError, match="not the same test cases"):
         write_results([a, c], tmp_path / "out")
+
+
+def test_outcome_groups_partition_the_reward_categories():
+    from tl_lightning.experiments.results import OUTCOME_GROUPS
+    from tl_lightning.rewards import RewardCategory
+
+    grouped = [c for group in OUTCOME_GROUPS.values() for c in group]
+    assert sorted(grouped) == sorted(c.value for c in RewardCategory) and len(grouped) == len(set(grouped))
+
+
+def test_outcome_rates_per_case_and_in_the_tables(tmp_path):
+    report = single([1, 0, 0, 0])
+    for case, category in zip(report["cases"], ("correct", "tool_hallucination", "param_missing", "param_missing"), strict=True):
+        case["category"] = category
+    assert case_outcomes(report, "irm_redundancy_missing").num.tolist() == [0, 0, 1, 1]
+    assert rate(*(lambda o: (o.num, o.den))(case_outcomes(report, "irm_invalid"))) == 25.0
+    cells = [make_cell(tmp_path, "a", SFT, 0, [1, 0], [(1, 0, True)]), make_cell(tmp_path, "b", MAE, 0, [1, 1], [(1, 0, True)])]
+    for cell, categories in zip(cells, (("correct", "wrong_tool"), ("correct", "correct")), strict=True):
+        path = cell / "sft" / "eval" / "synthetic_single" / "report.json"
+        data = json.loads(path.read_text())
+        for case, category in zip(data["cases"], categories, strict=True):
+            case["category"] = category
+        path.write_text(json.dumps(data))
+    md, csv_path = write_results(cells, tmp_path / "out", n_boot=50)
+    rows = {r["label"]: r for r in csv.DictReader(open(csv_path))}
+    assert float(rows["Standard SFT"]["irm_wrong_tool_mean"]) == 50.0 and float(rows["+MAE"]["irm_wrong_tool_diff"]) == -50.0
+    assert "## IRM outcome of each single-turn case" in md.read_text()
+    runs = list(csv.DictReader(open(tmp_path / "out" / "runs.csv")))
+    assert [(r["label"], r["seed"], r["TS"], r["irm_correct"]) for r in runs] == [
+        ("Standard SFT", "0", "50.0", "50.0"), ("+MAE", "0", "100.0", "100.0")]
+    assert runs[0]["cell"] == str(tmp_path / "a")  # outside the output folder: kept as given

@@ -127,7 +127,7 @@ def test_cell_commands_get_their_folder_and_the_pass_through_arguments(tmp_path)
                     "--irm", "off", "fit", "--config", "x.yaml", "--a=0", "--seed_everything=0"]
     # the table is written at the end: Standard SFT (a=0: TS 50 and 0) and +MAE (a=1: TS 100 and 50), two seeds each
     table = (out / "results.md").read_text()
-    assert "| Standard SFT | 2 | 25.00 ± 35.36 |" in table and "| +MAE | 2 | 75.00 ± 35.36 |" in table
+    assert "| Standard SFT | 0 1 | 25.00 ± 35.36 |" in table and "| +MAE | 0 1 | 75.00 ± 35.36 |" in table
     # paired by seed, per-case differences (seed 0: 0, +1; seed 1: +1, 0) average to +50 on either case, so every
     # bootstrap resample gives +50: the interval is [+50, +50]
     assert "| +MAE | 2 | +50.00 [+50.00, +50.00] |" in table

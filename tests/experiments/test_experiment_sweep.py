@@ -40,12 +40,17 @@ def test_shipped_sweeps_parse_into_the_grid_product(path):
 
 def test_the_ablation_grids_have_the_planned_sizes():
     ablation = grid(load_sweep(SWEEPS / "tl_ablation.yaml"))
-    # 4 SFT settings x 3 seeds; each cell also trains and evaluates the IRM model (--irm both): 8 settings x 3 seeds
-    assert len(ablation) == 12 and {c["seed_everything"] for c in ablation} == {0, 1, 2}
+    # 4 SFT settings x 5 seeds; each cell also trains and evaluates the IRM model (--irm both): 8 settings x 5 seeds
+    assert len(ablation) == 20 and {c["seed_everything"] for c in ablation} == {0, 1, 2, 3, 4}
     assert "both" in load_sweep(SWEEPS / "tl_ablation.yaml").command
     rates = grid(load_sweep(SWEEPS / "mae_error_rate.yaml"))
-    assert len(rates) == 3 * 2 * 2
-    assert {Path(c["data.init_args.train_path"]).parent.name for c in rates} == {"error_rate_0.00", "error_rate_0.17", "error_rate_0.35"}
+    assert len(rates) == 4 * 2 * 3
+    assert {Path(c["data.init_args.train_path"]).parent.name for c in rates} == {
+        "error_rate_0.00", "error_rate_0.17", "error_rate_0.35", "error_rate_0.50"}
+    subword = grid(load_sweep(SWEEPS / "pkt_subword.yaml"))
+    # PKT on/off with the sub-word tokenizer, MAE on in both, 3 seeds
+    assert len(subword) == 2 * 3 and {c["data.init_args.tokenizer"] for c in subword} == {"tl-small"}
+    assert {c["model.init_args.use_pkt"] for c in subword} == {False, True} and all(c["model.init_args.use_mae"] for c in subword)
 
 
 def test_seeds_override_the_seed_parameter():

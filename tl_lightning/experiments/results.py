@@ -1,4 +1,4 @@
-"""The results table of a grid, laid out like the paper's Table 5: ``results.md`` and ``results.csv``.
+"""The results table of a grid, laid out like the paper's Table 5: ``results.md``, ``results.csv`` and ``runs.csv``.
 
     from tl_lightning.experiments.results import write_results
     write_results(sorted(Path("runs/ablation").glob("*/cell.json")), "runs/ablation")   # cell folders or their cell.json
@@ -7,17 +7,24 @@
 One row per setting (``use_mae``, ``use_pkt``, ``irm`` and any other grid parameter but the seed, e.g.
 ``error_rate``), in Table 5's order: Standard SFT, +MAE, +PKT, +IRM, the pairs, all three. Columns: TS/PI/CF
 (``synthetic_single``, % of cases), DE/CE (``synthetic_multi``, % of calls), VA and task success (% of tasks),
-each as mean ± sample standard deviation over seeds.
+and the rate of each IRM outcome group on ``synthetic_single`` (:data:`OUTCOME_GROUPS`: invalid, wrong tool,
+hallucinated parameter, redundancy/missing, wrong values, correct), each as mean ± sample standard deviation over
+seeds. ``runs.csv`` holds the same numbers per (setting, seed).
 
 For each setting, the paired difference from its baseline (the same setting with MAE, PKT and IRM off, i.e.
-Standard SFT at the same error rate) with a 95% bootstrap interval over the test cases: the seeds are
-matched by seed number, and each bootstrap replicate draws one resample of the test cases (with
-replacement) that every seed pair shares (the cases are the same for every seed), computes each pair's
-difference on it and averages over the pairs. The interval is the 2.5th-97.5th percentile of those
-averages; it measures test-set sampling noise of the seed-averaged difference, not seed-to-seed noise
-(the standard deviations show that). Per-case outcomes come from the ``cases`` list that the test stage
-writes into ``report.json`` (:mod:`tl_lightning.evaluation.report`), so nothing is re-scored here; a
-metric over a resample is the report's own ratio of sums (DE = sum of DE calls / sum of calls).
+Standard SFT at the same error rate), seeds matched by seed number, with two 95% percentile-bootstrap intervals:
+
+- **seeds and cases** (the headline, :func:`two_level_bootstrap`): each replicate resamples the seed pairs with
+  replacement and, independently, the test cases; every drawn pair is scored on that one case resample (the test
+  set is shared by all seeds: seeds and cases are crossed, not nested). It covers both the spread between training
+  runs and the sampling noise of a finite test set. With k seeds, a resample of seeds understates the seed variance
+  by a factor (k-1)/k, a known small-sample bias of the bootstrap;
+- **cases only** (:func:`paired_bootstrap`): the seeds are fixed and only the test cases are resampled. It measures
+  test-set noise of the seed-averaged difference, not seed-to-seed noise, and is kept, labelled, for comparison.
+
+Per-case outcomes come from the ``cases`` list that the test stage writes into ``report.json``
+(:mod:`tl_lightning.evaluation.report`), so nothing is re-scored here; a metric over a resample is the report's own
+ratio of sums (DE = sum of DE calls / sum of calls).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import numpy as np
 
 __all__ = [
     "METRICS",
+    "OUTCOME_GROUPS",
     "CaseOutcomes",
     "Evaluation",
     "case_outcomes",
@@ -43,12 +51,25 @@ __all__ = [
     "rate",
     "setting_label",
     "summarize",
+    "two_level_bootstrap",
     "write_results",
 ]
 
 #: Metric -> the test set whose report holds it.
 METRICS = {"TS": "synthetic_single", "PI": "synthetic_single", "CF": "synthetic_single",
            "DE": "synthetic_multi", "CE": "synthetic_multi", "VA": "synthetic_multi", "success": "synthetic_multi"}
+#: The IRM outcome of a single-turn case (``report.json`` ``cases[i].category``, the values of
+#: ``tl_lightning.rewards.RewardCategory``) grouped as the reward table orders them, from worst to best.
+OUTCOME_GROUPS: dict[str, tuple[str, ...]] = {
+    "invalid": ("unparseable", "tool_hallucination"),
+    "wrong_tool": ("wrong_tool",),
+    "param_hallucination": ("param_hallucination_redundancy_missing", "param_hallucination_redundancy",
+                            "param_hallucination_missing", "param_hallucination"),
+    "redundancy_missing": ("param_redundancy_missing", "param_redundancy", "param_missing"),
+    "wrong_values": ("wrong_values",),
+    "correct": ("correct",),
+}
+METRICS.update({f"irm_{g}": "synthetic_single" for g in OUTCOME_GROUPS})
 METHOD_FLAGS = ("use_mae", "use_pkt", "irm")
 #: Table 5's row order of the (MAE, PKT, IRM) flags.
 _ORDER = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)]
@@ -99,6 +120,9 @@ def case_outcomes(report: dict[str, Any], metric: str, source: str = "") -> Case
         if metric in _MULTI_FIELDS:
             k_num, k_den = _MULTI_FIELDS[metric]
             num, den = [float(c[k_num]) for c in cases], [float(c[k_den]) for c in cases]
+        elif metric.startswith("irm_"):
+            group = OUTCOME_GROUPS[metric[4:]]
+            num, den = [float(c["category"] in group) for c in cases], [1.0] * len(cases)
         elif metric == "success":
             num, den = [float(bool(c["success"])) for c in cases], [float(c["success"] is not None) for c in cases]
         else:
@@ -126,19 +150,38 @@ def paired_bootstrap(x: Sequence[CaseOutcomes], b: Sequence[CaseOutcomes], draws
     return np.mean(diffs, axis=0)
 
 
+def two_level_bootstrap(x: Sequence[CaseOutcomes], b: Sequence[CaseOutcomes], draws: np.ndarray,
+                        seed_draws: np.ndarray) -> np.ndarray:
+    """Bootstrap replicates of the seed-averaged paired difference, resampling seeds and cases.
+
+    ``x[i]``, ``b[i]``: seed pair i (k pairs), on the same n cases in the same order. ``draws``: [n_boot, n] case
+    indices, one case resample per replicate, shared by every pair drawn in it. ``seed_draws``: [n_boot, k] pair
+    indices, drawn with replacement. Returns [n_boot]: ``mean_j (rate(x_s[row]) - rate(b_s[row]))`` over the
+    drawn pairs ``s = seed_draws[r, j]``.
+    """
+    per_pair = np.stack([rate(xi.num[draws], xi.den[draws]) - rate(bi.num[draws], bi.den[draws])
+                         for xi, bi in zip(x, b, strict=True)])  # [k, n_boot]
+    return np.take_along_axis(per_pair.T, seed_draws, axis=1).mean(axis=1)
+
+
 def paired_difference(x: Sequence[CaseOutcomes], b: Sequence[CaseOutcomes], n_boot: int = 2000, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float, float]:
+                      level: float = 0.95, resample_seeds: bool = True) -> tuple[float, float, float]:
     """(difference, low, high): the mean over seed pairs of ``rate(x_i) - rate(b_i)`` and its percentile
-    bootstrap interval over the test cases (:func:`paired_bootstrap`, ``n_boot`` resamples drawn by
-    ``numpy.random.default_rng(seed)``). Cases are aligned by id to ``b[0]``."""
+    bootstrap interval (``n_boot`` resamples drawn by ``numpy.random.default_rng(seed)``): over seeds and cases
+    (:func:`two_level_bootstrap`, the default) or, with ``resample_seeds=False``, over the test cases only
+    (:func:`paired_bootstrap`). Cases are aligned by id to ``b[0]``."""
     if not x or len(x) != len(b):
         raise ValueError("paired_difference needs one baseline run per run (seeds matched)")
     ids = b[0].ids
     x = [o.aligned(ids, "setting run") for o in x]
     b = [o.aligned(ids, "baseline run") for o in b]
     point = float(np.mean([rate(xi.num, xi.den) - rate(bi.num, bi.den) for xi, bi in zip(x, b, strict=True)]))
-    draws = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
-    reps = paired_bootstrap(x, b, draws)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=(n_boot, len(ids)))
+    if resample_seeds:
+        reps = two_level_bootstrap(x, b, draws, rng.integers(0, len(x), size=(n_boot, len(x))))
+    else:
+        reps = paired_bootstrap(x, b, draws)
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(reps, [tail, 100 - tail])
     return point, float(lo), float(hi)
@@ -162,7 +205,12 @@ class Evaluation:
         """The per-case outcomes of a metric (None when the report has no such number, e.g. no success checks)."""
         if name not in self.outcomes:
             report = self.reports.get(METRICS[name])
-            if report is None or report.get(name) is None:
+            if report is None:
+                return None
+            # Outcome groups have no headline number: they exist when the cases carry their IRM category.
+            has = (all("category" in c for c in report.get("cases") or [{}]) if name.startswith("irm_")
+                   else report.get(name) is not None)
+            if not has:
                 return None
             self.outcomes[name] = case_outcomes(report, name, str(self.sources[METRICS[name]]))
         return self.outcomes[name]
@@ -230,8 +278,9 @@ def _order(setting: dict[str, Any]) -> tuple:
 def summarize(evaluations: Sequence[Evaluation], n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
     """One row per setting, in table order: ``label``, ``setting``, ``seeds``, ``n_pairs`` (seeds shared
     with the baseline), ``incomplete`` (runs cut short), ``n_cases`` per set, and per metric ``m_mean``,
-    ``m_std`` (NaN with one seed), ``m_diff``, ``m_lo``, ``m_hi`` (NaN for the baseline itself or
-    without a shared seed)."""
+    ``m_std`` (NaN with one seed), ``m_diff``, ``m_lo``, ``m_hi`` (interval over seeds and cases),
+    ``m_case_lo``, ``m_case_hi`` (over cases only); the last five are NaN for the baseline itself or
+    without a shared seed."""
     groups: dict[tuple, dict[Any, Evaluation]] = {}
     for e in evaluations:
         runs = groups.setdefault(_key(e.setting), {})
@@ -251,17 +300,22 @@ def summarize(evaluations: Sequence[Evaluation], n_boot: int = 2000, seed: int =
         for test_set in ("synthetic_single", "synthetic_multi"):
             sizes = {len(e.reports[test_set].get("cases") or []) for e in runs.values() if test_set in e.reports}
             row[f"n_{test_set}"] = sizes.pop() if len(sizes) == 1 else None
+        row["runs"] = {s: {"cell": runs[s].cell, "model": runs[s].model} for s in row["seeds"]}
         for m in METRICS:
-            outcomes = [o for o in (runs[s].metric(m) for s in row["seeds"]) if o is not None]
-            values = [rate(o.num, o.den) for o in outcomes]
+            for s in row["seeds"]:
+                o = runs[s].metric(m)
+                row["runs"][s][m] = math.nan if o is None else rate(o.num, o.den)
+            values = [v for v in (row["runs"][s][m] for s in row["seeds"]) if not math.isnan(v)]
             row[f"{m}_mean"] = float(np.mean(values)) if values else math.nan
             row[f"{m}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
             x = [runs[s].metric(m) for s in pairs]
             b = [base_runs[s].metric(m) for s in pairs]
             if pairs and all(o is not None for o in x + b):
                 row[f"{m}_diff"], row[f"{m}_lo"], row[f"{m}_hi"] = paired_difference(x, b, n_boot=n_boot, seed=seed)
+                _, row[f"{m}_case_lo"], row[f"{m}_case_hi"] = paired_difference(x, b, n_boot=n_boot, seed=seed,
+                                                                                resample_seeds=False)
             else:
-                row[f"{m}_diff"] = row[f"{m}_lo"] = row[f"{m}_hi"] = math.nan
+                row[f"{m}_diff"] = row[f"{m}_lo"] = row[f"{m}_hi"] = row[f"{m}_case_lo"] = row[f"{m}_case_hi"] = math.nan
         rows.append(row)
     return rows
 
@@ -276,23 +330,52 @@ def _sizes(rows: list[dict[str, Any]]) -> str:
     return f" Test set: {', '.join(sizes)}." if sizes else ""
 
 
+_HEADLINE = [m for m in METRICS if not m.startswith("irm_")]
+_OUTCOMES = [m for m in METRICS if m.startswith("irm_")]
+
+
+def _seeds(seeds: Sequence[Any]) -> str:
+    return " ".join(map(str, seeds))
+
+
 def _markdown(rows: list[dict[str, Any]], n_boot: int, seed: int) -> str:
-    metrics = [m for m in METRICS if any(not math.isnan(r[f"{m}_mean"]) for r in rows)]
-    head = "| setting | seeds | " + " | ".join(metrics) + " |\n|---|---|" + "---|" * len(metrics)
+    def present(names: list[str]) -> list[str]:
+        return [m for m in names if any(not math.isnan(r[f"{m}_mean"]) for r in rows)]
+
+    def table(names: list[str], cell: str, which: list[dict[str, Any]], count: str) -> list[str]:
+        head = [f"| setting | {count} | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        return head + [f"| {r['label']} | {_seeds(r['seeds']) if count == 'seeds' else r['n_pairs']} | "
+                       + " | ".join(cell.format(**{k: _fmt(r[f"{m}_{k}"], k not in ('mean', 'std')) for k in
+                                                     ('mean', 'std', 'diff', 'lo', 'hi', 'case_lo', 'case_hi')})
+                                    for m in names) + " |" for r in which]
+
+    headline, outcomes = present(_HEADLINE), present(_OUTCOMES)
+    paired = [r for r in rows if r["n_pairs"]]
     lines = ["# Ablation results", "",
-             "Mean ± standard deviation over seeds. TS/PI/CF: % of `synthetic_single` cases; DE/CE: % of `synthetic_multi` "
-             "calls; VA, success: % of `synthetic_multi` tasks." + _sizes(rows), "", head]
-    for r in rows:
-        cells = [f"{_fmt(r[f'{m}_mean'])} ± {_fmt(r[f'{m}_std'])}" for m in metrics]
-        lines.append(f"| {r['label']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
-    lines += ["", "## Paired difference from Standard SFT", "",
-              f"Setting minus Standard SFT (same other settings), averaged over seeds matched by seed number, with a 95% "
-              f"bootstrap interval over the same test cases ({n_boot} resamples, seed {seed}).", "",
-              head.replace("| seeds |", "| pairs |")]
-    for r in rows:
-        if r["n_pairs"]:
-            cells = [f"{_fmt(r[f'{m}_diff'], True)} [{_fmt(r[f'{m}_lo'], True)}, {_fmt(r[f'{m}_hi'], True)}]" for m in metrics]
-            lines.append(f"| {r['label']} | {r['n_pairs']} | " + " | ".join(cells) + " |")
+             "Mean ± sample standard deviation over the seeds named. TS/PI/CF: % of `synthetic_single` cases; DE/CE: % of "
+             "`synthetic_multi` calls; VA, success: % of `synthetic_multi` tasks." + _sizes(rows), "",
+             *table(headline, "{mean} ± {std}", rows, "seeds")]
+    if paired:
+        lines += ["", "## Paired difference from Standard SFT: interval over seeds and test cases", "",
+                  "Setting minus Standard SFT (same other settings), averaged over seeds matched by seed number. 95% "
+                  f"two-level percentile bootstrap ({n_boot} resamples, seed {seed}): each resample draws the seed pairs "
+                  "with replacement and the test cases with replacement (one case resample shared by the drawn pairs), "
+                  "so the interval includes seed-to-seed variance.", "",
+                  *table(headline, "{diff} [{lo}, {hi}]", paired, "pairs")]
+    if outcomes:
+        lines += ["", "## IRM outcome of each single-turn case", "",
+                  "% of `synthetic_single` cases per outcome group of the IRM reward table (invalid: unparseable or an "
+                  "unknown tool; param_hallucination: any hallucinated argument name; redundancy_missing: an extra or a "
+                  "missing argument, no hallucination), mean ± standard deviation over seeds.", "",
+                  *table(outcomes, "{mean} ± {std}", rows, "seeds")]
+        if paired:
+            lines += ["", "Paired difference from Standard SFT, interval over seeds and cases as above:", "",
+                      *table(outcomes, "{diff} [{lo}, {hi}]", paired, "pairs")]
+    if paired:
+        lines += ["", "## Per-case paired difference (test-set noise only)", "",
+                  "The same differences with a 95% bootstrap interval over the test cases alone, the seeds held fixed. "
+                  "It leaves out seed-to-seed variance and is narrower; it is shown for comparison, not for claims.", "",
+                  *table(headline, "{diff} [{case_lo}, {case_hi}]", paired, "pairs")]
     incomplete = [f"{r['label']} ({r['incomplete']})" for r in rows if r["incomplete"]]
     if incomplete:
         lines += ["", f"Runs stopped before their planned length (e.g. by max_time): {', '.join(incomplete)}."]
@@ -306,10 +389,15 @@ def _cell(v: Any) -> Any:
 
 
 def write_results(cells: Iterable[str | Path], out_dir: str | Path, n_boot: int = 2000, seed: int = 0) -> tuple[Path, Path]:
-    """Write ``results.md`` and ``results.csv`` for the given cells (folders or ``cell.json`` files) into
-    ``out_dir``; returns their paths. The CSV has one row per setting: ``label``, the setting's
-    parameters, ``seeds`` (space-separated), ``n_seeds``, ``n_pairs``, ``incomplete``, ``n_synthetic_single``,
-    ``n_synthetic_multi`` and, per metric m, ``m_mean``, ``m_std``, ``m_diff``, ``m_lo``, ``m_hi`` (empty = none)."""
+    """Write ``results.md``, ``results.csv`` and ``runs.csv`` for the given cells (folders or ``cell.json`` files)
+    into ``out_dir``; returns the paths of the first two.
+
+    ``results.csv`` has one row per setting: ``label``, the setting's parameters, ``seeds`` (space-separated),
+    ``n_seeds``, ``n_pairs``, ``incomplete``, ``n_synthetic_single``, ``n_synthetic_multi`` and, per metric m,
+    ``m_mean``, ``m_std``, ``m_diff``, ``m_lo``, ``m_hi`` (interval over seeds and cases), ``m_case_lo``,
+    ``m_case_hi`` (over cases only); empty = none. ``runs.csv`` has one row per (setting, seed): ``label``, the
+    parameters, ``seed``, ``model`` (``sft``/``ppo``), ``cell`` (its folder, relative to ``out_dir`` when inside it)
+    and every metric."""
     evaluations = load_evaluations(cells)
     if not evaluations:
         raise ValueError("no evaluations in the given cells (cell.json 'evaluations' empty)")
@@ -319,12 +407,22 @@ def write_results(cells: Iterable[str | Path], out_dir: str | Path, n_boot: int 
     md, csv_path = out / "results.md", out / "results.csv"
     md.write_text(_markdown(rows, n_boot, seed), encoding="utf-8")
     params = sorted({k for r in rows for k in r["setting"]}, key=lambda k: (k not in METHOD_FLAGS, k))
+    stats = ("mean", "std", "diff", "lo", "hi", "case_lo", "case_hi")
     fields = ["label", *params, "seeds", "n_seeds", "n_pairs", "incomplete", "n_synthetic_single", "n_synthetic_multi",
-              *[f"{m}_{s}" for m in METRICS for s in ("mean", "std", "diff", "lo", "hi")]]
+              *[f"{m}_{s}" for m in METRICS for s in stats]]
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for r in rows:
-            flat = {**r, **r["setting"], "seeds": " ".join(map(str, r["seeds"])), "n_seeds": len(r["seeds"])}
+            flat = {**r, **r["setting"], "seeds": _seeds(r["seeds"]), "n_seeds": len(r["seeds"])}
             writer.writerow({k: _cell(v) for k, v in flat.items() if k in fields})
+    with open(out / "runs.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["label", *params, "seed", "model", "cell", *METRICS])
+        writer.writeheader()
+        for r in rows:
+            for s, run in r["runs"].items():
+                cell = Path(run["cell"])
+                where = cell.resolve().relative_to(out.resolve()) if cell.resolve().is_relative_to(out.resolve()) else cell
+                writer.writerow({"label": r["label"], **r["setting"], "seed": s, "model": run["model"], "cell": where.as_posix(),
+                                 **{m: _cell(run[m]) for m in METRICS}})
     return md, csv_path
