@@ -154,6 +154,20 @@ def test_dry_run_prints_every_cells_commands_and_runs_nothing(tmp_path, capsys, 
     assert "--model.init_args.use_mae=False --model.init_args.use_pkt=True --seed_everything=0" in printed
 
 
+def test_only_selects_cells_by_folder_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    argv = ["sweep", "configs/sweeps/tl_ablation.yaml", "--out", str(out), "--dry-run"]
+    assert entry_point([*argv, "--only", "use_mae_true-use_pkt_false-seed_everything_3"]) == 0
+    cells = [line for line in capsys.readouterr().out.splitlines() if line.startswith("# ")]
+    assert cells == ["# use_mae_true-use_pkt_false-seed_everything_3 (to run)"]
+    assert entry_point([*argv, "--only", "*seed_everything_4", "use_mae_false-use_pkt_false-*"]) == 0
+    cells = [line for line in capsys.readouterr().out.splitlines() if line.startswith("# ")]
+    assert len(cells) == 4 + 5 - 1  # the pattern sets overlap in one cell
+    assert entry_point([*argv, "--only", "nothing"]) == 2
+    assert "no cell matches --only nothing" in capsys.readouterr().err
+
+
 def test_eta_from_finished_cells():
     assert runner._eta([], 3) == "ETA after the first cell"
     assert runner._eta([10.0, 20.0], 3) == "ETA 0:00:45"

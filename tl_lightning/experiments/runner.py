@@ -4,6 +4,7 @@
     python -m tl_lightning sweep configs/sweeps/tl_ablation.yaml --out runs/ablation --seeds 0 --dry-run
     python -m tl_lightning sweep configs/sweeps/mae_error_rate.yaml --out runs/error_rate
     python -m tl_lightning sweep configs/sweeps/tl_ablation.yaml --out runs/ablation --table-only  # results only
+    python -m tl_lightning sweep configs/sweeps/tl_ablation.yaml --out /tmp/again --only '*use_pkt_true-seed_everything_0'  # one cell
     # shorter runs (tests): --extra for both fits, --sft-args/--ppo-args/--test-args for one stage
     python -m tl_lightning sweep FILE --out D --extra='--trainer.max_steps 2' --test-args='--data.init_args.limit 4'
 
@@ -27,6 +28,7 @@ evaluations (:func:`tl_lightning.experiments.results.write_results`).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shlex
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="a W&B sweep YAML with method: grid (e.g. configs/sweeps/tl_ablation.yaml)")
     p.add_argument("--out", required=True, help="the grid's folder: one sub-folder per cell, results.md/.csv")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="replace the values of the seed parameter")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help="run only the cells whose folder name matches one of these shell patterns (e.g. to reproduce one cell)")
     p.add_argument("--dry-run", action="store_true", help="print every cell's command (and a cell's stages) and run nothing")
     p.add_argument("--table-only", action="store_true", help="only rewrite results.md/results.csv from the finished cells")
     p.add_argument("--keep-going", action="store_true", help="after a failed cell, go on with the next (default: stop)")
@@ -121,6 +125,10 @@ def plan(args: argparse.Namespace) -> list[GridCell]:
     names = [c.name for c in cells]
     if len(set(names)) != len(names):
         raise SweepError(f"{args.sweep}: two cells get the same folder name; make the parameter values distinct")
+    if getattr(args, "only", None):
+        cells = [c for c in cells if any(fnmatch.fnmatchcase(c.name, pattern) for pattern in args.only)]
+        if not cells:
+            raise SweepError(f"{args.sweep}: no cell matches --only {' '.join(args.only)}; the cells are {', '.join(names)}")
     return cells
 
 
