@@ -151,17 +151,17 @@ def test_dry_run_prints_every_cells_commands_and_runs_nothing(tmp_path, capsys, 
     assert len(stages) == 4 * 6  # sft, ppo and 4 tests per cell
     sft = [line for line in stages if "] sft: " in line]
     assert all("--trainer.logger configs/logger/csv_wandb.yaml" in s and "--trainer.max_steps 2" in s for s in sft)
-    assert "--model.init_args.use_mae=False --model.init_args.use_pkt=True --seed_everything=0" in printed
+    assert "--seed_everything=0 --model.init_args.use_mae=False --model.init_args.use_pkt=True" in printed
 
 
 def test_only_selects_cells_by_folder_name(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out"
     argv = ["sweep", "configs/sweeps/tl_ablation.yaml", "--out", str(out), "--dry-run"]
-    assert entry_point([*argv, "--only", "use_mae_true-use_pkt_false-seed_everything_3"]) == 0
+    assert entry_point([*argv, "--only", "seed_everything_3-use_mae_true-use_pkt_false"]) == 0
     cells = [line for line in capsys.readouterr().out.splitlines() if line.startswith("# ")]
-    assert cells == ["# use_mae_true-use_pkt_false-seed_everything_3 (to run)"]
-    assert entry_point([*argv, "--only", "*seed_everything_4", "use_mae_false-use_pkt_false-*"]) == 0
+    assert cells == ["# seed_everything_3-use_mae_true-use_pkt_false (to run)"]
+    assert entry_point([*argv, "--only", "seed_everything_4-*", "*-use_mae_false-use_pkt_false"]) == 0
     cells = [line for line in capsys.readouterr().out.splitlines() if line.startswith("# ")]
     assert len(cells) == 4 + 5 - 1  # the pattern sets overlap in one cell
     assert entry_point([*argv, "--only", "nothing"]) == 2

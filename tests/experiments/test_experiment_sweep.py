@@ -57,7 +57,8 @@ def test_seeds_override_the_seed_parameter():
     sweep = load_sweep(SWEEPS / "tl_ablation.yaml")
     cells = grid(sweep, seeds=[5, 7])
     assert len(cells) == 8 and {c["seed_everything"] for c in cells} == {5, 7}
-    assert [c["seed_everything"] for c in cells[:2]] == [5, 7]  # the last parameter varies fastest
+    # the seed is the first parameter, so it varies slowest: the first 4 cells are seed 5's settings
+    assert [c["seed_everything"] for c in cells[:5]] == [5, 5, 5, 5, 7]
 
 
 def test_seeds_need_a_seed_parameter(tmp_path):
