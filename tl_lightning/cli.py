@@ -37,7 +37,7 @@ from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from tl_lightning.data.paths import is_quickstart
+from tl_lightning.data.paths import is_quickstart, names_large_split
 
 __all__ = ["ROOT_PLACEHOLDER", "RUN_OUTPUTS", "TLCLI", "TLSaveConfigCallback", "check_config"]
 
@@ -268,7 +268,7 @@ class TLCLI(LightningCLI):
         if any(is_quickstart(v) for v in data.values()):
             from tl_lightning.synthetic import ensure_quickstart_data
 
-            ensure_quickstart_data()
+            ensure_quickstart_data(large=any(names_large_split(v) for v in data.values()))
         if self.subcommand == "fit":
             prepare_run_dir(trainer_cfg, resuming=cfg.get("ckpt_path") is not None, overwrite=bool(cfg.get("overwrite")))
 

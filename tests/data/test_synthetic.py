@@ -244,8 +244,33 @@ QUICKSTART_SHA256 = {
 def test_quickstart_set_bytes_are_pinned(quickstart_data):
     import hashlib
 
-    got = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(quickstart_data.iterdir())}
+    # train_large.jsonl is there only once something asked for it (configs/small.yaml): the on-demand test pins it.
+    got = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(quickstart_data.iterdir())
+           if p.name != "train_large.jsonl"}
     assert got == QUICKSTART_SHA256
+
+
+def test_the_large_split_is_generated_on_demand_as_its_own_generation(monkeypatch, tmp_path):
+    monkeypatch.setenv("TL_LIGHTNING_CACHE", str(tmp_path / "cache"))
+    for key, n in (("n_train", 8), ("n_val", 2), ("n_test_single", 2), ("n_test_multi", 2), ("n_train_multi", 2)):
+        monkeypatch.setitem(synthetic.QUICKSTART, key, n)
+    monkeypatch.setattr(synthetic, "N_TRAIN_LARGE", 40)
+    folder = ensure_quickstart_data()
+    assert not (folder / "train_large.jsonl").exists()  # only on request
+    with pytest.raises(FileNotFoundError, match=r"run `python -m tl_lightning.synthetic --large`"):
+        resolve_data_path("quickstart:train_large")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert ensure_quickstart_data(large=True) == folder
+    large = resolve_data_path("quickstart:train_large")
+    # the same bytes as the train split of a generation with --n-train 40 (same seed and error rate)...
+    synthetic.main(["--out", str(tmp_path / "alone"), "--n-train", "40", "--n-val", "1", "--n-test", "1", "--n-train-multi", "0"])
+    assert large.read_bytes() == (tmp_path / "alone" / "train.jsonl").read_bytes()
+    assert len(large.read_text().splitlines()) == 40
+    # ...and the rest of the set keeps its bytes; no temporary file is left behind
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p != large} == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*before, "train_large.jsonl"])
+    with pytest.raises(SystemExit):
+        synthetic.main(["--out", str(tmp_path / "x"), "--large"])
 
 
 def test_scenarios_are_explicit_lists_in_a_fixed_order():

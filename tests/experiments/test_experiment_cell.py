@@ -171,9 +171,18 @@ def test_error_rate_folders_are_generated_once(tmp_path, fake):
     assert train.is_file() and not [p for p in train.parent.parent.iterdir() if p.name.startswith(".")]  # renamed into place
     setting = json.loads((tmp_path / "a" / "cell.json").read_text())["evaluations"][0]["setting"]
     assert setting["error_rate"] == 0.35
+    assert "--n-train" not in data[0]  # the quick start's size unless asked
     fake.calls.clear()
     assert cell.main(["--dir", str(tmp_path / "b"), "--irm", "off", *args]) == 0
     assert "data" not in _stages(fake)
+
+
+def test_generated_training_sets_take_the_asked_size(tmp_path, fake):
+    train = tmp_path / "data" / "small" / "error_rate_0.50" / "train.jsonl"
+    argv = ["--dir", str(tmp_path / "a"), "--irm", "off", "--data-n-train=10000", "fit", *SFT, f"--data.init_args.train_path={train}"]
+    assert cell.main(argv) == 0
+    data = [c for s, c in fake.calls if s == "data"]
+    assert len(data) == 1 and _value(data[0], "--n-train") == "10000" and _value(data[0], "--error-rate") == "0.50"
 
 
 def test_dry_run_prints_and_runs_nothing(tmp_path, fake, capsys):

@@ -14,14 +14,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["QUICKSTART_SEED", "QUICKSTART_SPLITS", "QUICKSTART_VERSION", "cache_root", "quickstart_dir", "resolve_data_path"]
+__all__ = ["LARGE_SPLIT", "QUICKSTART_SEED", "QUICKSTART_SPLITS", "QUICKSTART_VERSION", "cache_root", "is_quickstart", "names_large_split", "quickstart_dir",
+           "resolve_data_path"]
 
 #: Version of the quick-start set's content. The generator writes it into the manifest and it names the
 #: cache folder, so bumping it whenever generated content changes makes every cache regenerate.
 QUICKSTART_VERSION = "5"
 #: The seed the quick-start set is generated with (also part of the folder name).
 QUICKSTART_SEED = 0
-QUICKSTART_SPLITS = ("train", "val", "test_single", "test_multi", "train_multi")
+QUICKSTART_SPLITS = ("train", "val", "test_single", "test_multi", "train_multi", "train_large")
+#: The split that is generated only when a config names it (10,000 trajectories, ~32 MB): ``configs/small.yaml``'s.
+LARGE_SPLIT = "train_large"
 #: How to write the alias: ``quickstart`` (the train split) or ``quickstart:<split>``.
 _ALIAS = "quickstart"
 
@@ -57,8 +60,11 @@ def resolve_data_path(spec: str | os.PathLike) -> Path:
         raise ValueError(f"unknown quick-start split {split!r} in {text!r}; choose one of {QUICKSTART_SPLITS}")
     path = quickstart_dir() / f"{split}.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{text!r}: the quick-start data is not generated yet ({path} is missing); "
-            "run `python -m tl_lightning.synthetic` to generate it"
-        )
+        command = "python -m tl_lightning.synthetic" + (" --large" if split == LARGE_SPLIT else "")
+        raise FileNotFoundError(f"{text!r}: the quick-start data is not generated yet ({path} is missing); run `{command}` to generate it")
     return path
+
+
+def names_large_split(spec: object) -> bool:
+    """Whether a data path is ``quickstart:train_large`` (the split generated on demand)."""
+    return is_quickstart(spec) and os.fspath(spec).partition(":")[2] == LARGE_SPLIT

@@ -9,7 +9,8 @@ Everything after ``fit`` is the SFT stage's ``fit`` arguments: a W&B sweep's ``$
 ``wandb agent`` runs the same cell. Each stage is a plain CLI command run as a subprocess, in this order:
 
 1. data, only when the SFT training file (``--data.init_args.train_path``) is missing and its folder is
-   named ``error_rate_<r>``: ``python -m tl_lightning.synthetic --out <folder> --error-rate <r> --seed 0``;
+   named ``error_rate_<r>``: ``python -m tl_lightning.synthetic --out <folder> --error-rate <r> --seed 0``
+   (plus ``--n-train N`` with ``--data-n-train N``);
 2. ``<dir>/sft``: ``python -m tl_lightning fit <SFT args> --trainer.logger <logger> --trainer.default_root_dir <dir>/sft``;
 3. ``<dir>/ppo`` (``--irm on|both``): ``fit --config configs/ppo_quickstart.yaml --model.init_args.actor <dir>/sft/hf
    --data.init_args.tokenizer <dir>/sft/hf --seed_everything <SFT seed> --trainer.logger <logger> ...``;
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-single", default=None, help="the single-turn test file (default: the config's, quickstart:test_single)")
     p.add_argument("--test-multi", default=None, help="the multi-turn test file (default: the config's, quickstart:test_multi)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of generated error_rate_<r> training sets (default 0, the quick start's)")
+    p.add_argument("--data-n-train", type=int, default=None,
+                   help="trajectories in generated error_rate_<r> training sets (default: the quick start's 1,217)")
     for stage in ("fit", "sft", "ppo", "test"):
         what = {"fit": "both fits (SFT and PPO)", "sft": "the SFT fit", "ppo": "the PPO fit", "test": "every test run"}[stage]
         p.add_argument(f"--{stage}-args", action="append", default=[], metavar="ARGS",
@@ -209,6 +212,7 @@ class _Cell:
             tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
         cmd = [sys.executable, "-m", "tl_lightning.synthetic", "--out", str(tmp), "--error-rate", match[1],
                "--seed", str(self.args.data_seed)]
+        cmd += [] if self.args.data_n_train is None else ["--n-train", str(self.args.data_n_train)]
         try:
             self.step("data", cmd)
             if not self.args.dry_run:

@@ -16,7 +16,9 @@ Files: ``train.jsonl`` and ``val.jsonl`` (the ``openai`` trajectory format), ``t
 ``train_multi.jsonl`` (tasks of the same format for multi-turn RL, drawn like ``train`` from the
 training values, so RL never sees a test value), ``manifest.json``. :func:`ensure_quickstart_data`
 generates the quick-start set once into the cache, where
-:func:`tl_lightning.data.paths.resolve_data_path` finds it.
+:func:`tl_lightning.data.paths.resolve_data_path` finds it. On request (``large=True``, ``--large``) it adds
+``train_large.jsonl``: 10,000 training trajectories with the same generator, error rate and training value pools,
+byte-identical to the ``train.jsonl`` of ``--n-train 10000`` (``configs/small.yaml`` trains on it).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tl_lightning.data.paths import QUICKSTART_SEED, QUICKSTART_VERSION, quickstart_dir
+from tl_lightning.data.paths import LARGE_SPLIT, QUICKSTART_SEED, QUICKSTART_VERSION, quickstart_dir
 from tl_lightning.data.readers.openai import write_openai_jsonl
 from tl_lightning.data.schema import Message, Tool, ToolCall, Trajectory
 from tl_lightning.synthetic.scenario_run import (
@@ -47,11 +49,13 @@ from tl_lightning.synthetic.scenarios import office, personal
 from tl_lightning.synthetic.scenarios.base import Scenario
 from tl_lightning.tools.sandbox import Sandbox, default_toolkits
 
-__all__ = ["QUICKSTART", "SCENARIOS", "ensure_quickstart_data", "generate", "main", "run_scenario"]
+__all__ = ["N_TRAIN_LARGE", "QUICKSTART", "SCENARIOS", "ensure_quickstart_data", "generate", "main", "run_scenario"]
 
 #: The quick-start sizes (1,217 is the paper's training-set size) and generator settings.
 QUICKSTART = {"n_train": 1217, "n_val": 100, "n_test_single": 300, "n_test_multi": 100, "n_train_multi": 400,
               "seed": QUICKSTART_SEED, "error_rate": 0.17}
+#: Size of the on-demand ``train_large`` split (``configs/small.yaml``).
+N_TRAIN_LARGE = 10_000
 MIN_TOOLS, TYPICAL_MAX_TOOLS = 4, 6
 #: Every scenario, in the order the generator draws them by index (so the order is part of the output).
 SCENARIOS: tuple[Scenario, ...] = (*personal.SCENARIOS, *office.SCENARIOS)
@@ -208,9 +212,10 @@ def generate(out: str | Path, n_train: int = 1217, n_val: int = 100, n_test_sing
 
 
 # -------------------------------------------------------------------------------- quick-start
-def ensure_quickstart_data() -> Path:
+def ensure_quickstart_data(large: bool = False) -> Path:
     """Generate the quick-start set into :func:`~tl_lightning.data.paths.quickstart_dir` unless it is
-    there already; returns that folder. Idempotent and safe to call from several processes at once.
+    there already; returns that folder. With ``large``, also its ``train_large.jsonl`` (:data:`N_TRAIN_LARGE`
+    trajectories). Idempotent and safe to call from several processes at once.
 
     Generation (a few seconds) writes into a temporary folder that is then renamed into place, so
     concurrent processes (e.g. DDP ranks) never see a half-written set: one rename wins, the others
@@ -232,6 +237,16 @@ def ensure_quickstart_data() -> Path:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    large_file = final / f"{LARGE_SPLIT}.jsonl"
+    if large and not large_file.is_file():
+        # A generation of its own, train first from a fresh sandbox: the file equals `--n-train N_TRAIN_LARGE`'s
+        # train.jsonl, and the other splits keep their bytes.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{LARGE_SPLIT}-", dir=final))
+        try:
+            generate(tmp, N_TRAIN_LARGE, 0, 0, 0, q["seed"], q["error_rate"])
+            os.replace(tmp / "train.jsonl", large_file)  # atomic: a reader sees all of it or nothing
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -251,14 +266,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help=f"default {QUICKSTART['seed']}")
     p.add_argument("--error-rate", type=float, default=None,
                    help=f"fraction of trajectories with an injected error (default {QUICKSTART['error_rate']})")
+    p.add_argument("--large", action="store_true",
+                   help=f"also generate the cached set's {LARGE_SPLIT} split ({N_TRAIN_LARGE:,} trajectories, configs/small.yaml)")
     a = p.parse_args(argv)
     if a.out is None:
         given = [f"--{o.replace('_', '-')}" for o in _SIZE_OPTIONS if getattr(a, o) is not None]
         if given:
             p.error(f"{', '.join(given)} need --out: the cached quick-start set always has its fixed settings")
-        folder = ensure_quickstart_data()
+        folder = ensure_quickstart_data(large=a.large)
         print(folder)
         return 0
+    if a.large:
+        p.error(f"--large adds a split to the cached quick-start set; with --out, give --n-train {N_TRAIN_LARGE} instead")
     n_test = a.n_test if a.n_test is not None else QUICKSTART["n_test_single"]
     n_multi = a.n_test_multi if a.n_test_multi is not None else max(1, n_test // 3)
     manifest = generate(
