@@ -56,7 +56,7 @@ class TLEvalModule(LightningModule):
         template: ``python_doc`` | ``react`` | ``chat_template`` | ... (how the model was trained to
             read tools); ``None`` = the checkpoint's own, else ``python_doc``.
         mode: ``official`` | ``corrected`` | ``bfcl`` (single-turn scoring, see :mod:`tl_lightning.evaluation.scoring`).
-        call_format: how outputs are parsed; ``None`` = the template's ``call_format``.
+        call_format: how outputs are parsed; ``None`` = the template's (a chat template's family format).
         max_new_tokens: per model turn. ``max_prompt_length``: longer prompts are an error.
         output_dir: where predictions and reports go. ``seed``: of the multi-turn environments.
         dtype: parameter dtype. ``tiny_config``: ``LlamaConfig`` overrides for ``"tl-tiny"`` (tests).
@@ -84,7 +84,7 @@ class TLEvalModule(LightningModule):
         loaded = load_pretrained(model, dtype=dtype, tokenizer=tokenizer, tiny_config=tiny_config)
         self.model, self.tokenizer = loaded.model.eval(), loaded.tokenizer
         self.template = get_template(template or loaded.template or _DEFAULT_TEMPLATE)
-        self.call_format = call_format or self.template.call_format
+        self.call_format = call_format or self.template.call_format_for(self.tokenizer)
         # One metric per stage; the single-turn one is built in setup, when the set's scenarios are known.
         self.test_accuracy: ToolCallAccuracy | None = None
         self.test_error_rates = MultiTurnErrorRates()
