@@ -45,7 +45,8 @@ def trajectory(system: str = "", reasoning_first: bool = False) -> Trajectory:
 
 
 def template(name: str, **kw) -> ChatTemplate:
-    return ChatTemplate(chat_template_kwargs=TEMPLATE_KWARGS.get(name), **kw)
+    variables = {**TEMPLATE_KWARGS.get(name, {}), **kw.pop("chat_template_kwargs", {})}
+    return ChatTemplate(chat_template_kwargs=variables, **kw)
 
 
 def hand_messages(traj: Trajectory, name: str) -> list[dict]:
@@ -284,6 +285,17 @@ def test_qwen3_per_turn_keeps_the_failed_step_in_context_and_states_its_cost():
     assert sum(int((e.labels != IGNORE_INDEX).sum()) for e in encs) == len(tok("".join(SUPERVISED["qwen3"]), add_special_tokens=False).input_ids)
 
 
+def test_a_later_sequence_that_does_not_fit_ends_the_trajectory():
+    from tl_lightning.data.encode import TrajectoryTooLong
+
+    tok, traj, t = family_tokenizer("qwen3"), trajectory(), template("qwen3")
+    full = encode_trajectory_sequences(traj, tok, t)
+    cut = encode_trajectory_sequences(traj, tok, t, max_length=len(full[0]))  # turn 1's context is longer than that
+    assert len(cut) == 1 and cut[0].truncated and torch.equal(cut[0].input_ids, full[0].input_ids)
+    with pytest.raises(TrajectoryTooLong, match="trajectory t: its first supervised step ends at token"):
+        encode_trajectory_sequences(traj, tok, t, max_length=len(full[0]) - 5)
+
+
 def test_strategies():
     tok, traj = family_tokenizer("qwen3"), trajectory()
     with pytest.raises(NotPrefixStable, match="strategy 'auto' or 'per_turn'"):
@@ -297,6 +309,18 @@ def test_strategies():
     assert len(stable) == 3 and sum(len(r.text) for r in stable) > len(template("qwen2_5").render(traj, family_tokenizer("qwen2_5")).text)
     with pytest.raises(ValueError, match="strategy must be one of"):
         ChatTemplate(strategy="twice")
+
+
+def test_qwen3_without_thinking_puts_the_empty_block_in_the_prompt():
+    tok, traj = family_tokenizer("qwen3"), trajectory()
+    traj.steps[1].text = ""
+    t = template("qwen3", chat_template_kwargs={"enable_thinking": False})
+    seqs = t.render_sequences(traj, tok)
+    assert [r.text[s.start : s.end] for r in seqs for s in r.supervised] == [x.removeprefix("<think>\n\n</think>\n\n") for x in
+                                                                           (SUPERVISED["qwen3"][0], SUPERVISED["qwen2_5"][1].removeprefix("Retry.\n"), SUPERVISED["qwen3"][2])]
+    assert all(r.text[: s.start].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n") for r in seqs for s in r.supervised)
+    with pytest.raises(TemplateError, match="trajectory t: message .* does not continue its generation prompt"):
+        t.render_sequences(trajectory(), tok)  # a thought, which that prompt has no room for
 
 
 def test_mistral_system_prompt_is_dropped_after_the_first_turn_as_at_inference():

@@ -330,16 +330,17 @@ class ChatTemplate(Template):
                 raise
         return self._render_turns(traj, tokenizer, merge=True)
 
-    def _completion_start(self, tokenizer, msgs: list[dict], k: int, tools: list[dict], gen: str, after: str, traj_id: str) -> int:
+    def _completion_start(self, tokenizer, msgs: list[dict], k: int, tools: list[dict], renders: tuple[str, str, str], traj_id: str) -> int:
         """Where assistant message ``k``'s own text starts in ``after`` (its render as the last message).
 
         Usually right after ``gen``. When the template renders the context differently once the message
         follows (Mistral's system prompt, Hermes' tool replies), the context in ``after`` ends where ``after``
         parts from renders of two probe messages (a plain reply and a call, both marked), and the message
-        starts after the generation prompt found there."""
+        starts after the generation prompt found there. ``renders``: messages ``[:k]`` without and with the
+        generation prompt, and ``[:k + 1]``."""
+        before, gen, after = renders
         if after.startswith(gen):
             return len(gen)
-        before = self._apply(tokenizer, msgs[:k], tools, False, traj_id)
         if not gen.startswith(before):
             raise TemplateError(f"trajectory {traj_id}: the generation prompt of message {k} rewrites the conversation before it")
         header = gen[len(before) :]
@@ -350,7 +351,10 @@ class ChatTemplate(Template):
             return shared
         at = after.rfind(header, 0, shared + len(header))
         if at < 0:
-            raise TemplateError(f"trajectory {traj_id}: cannot find the generation prompt {header!r} of message {k} in its render")
+            raise TemplateError(
+                f"trajectory {traj_id}: message {k} does not continue its generation prompt {header!r} (a message the "
+                "prompt does not fit, e.g. a thought under Qwen3's enable_thinking: false)"
+            )
         return at + len(header)
 
     def _render_turns(self, traj: Trajectory, tokenizer, merge: bool) -> list[Rendered]:
@@ -367,7 +371,7 @@ class ChatTemplate(Template):
             gen = self._apply(tokenizer, msgs[:k], tools, True, traj.id)
             before = self._apply(tokenizer, msgs[:k], tools, False, traj.id)
             after = self._apply(tokenizer, msgs[: k + 1], tools, False, traj.id)
-            start = self._completion_start(tokenizer, msgs, k, tools, gen, after, traj.id)
+            start = self._completion_start(tokenizer, msgs, k, tools, (before, gen, after), traj.id)
             context_end = len(before) if gen.startswith(before) else len(gen)
             if seq is None or not merge or not gen.startswith(seq.text):
                 if seq is not None:

@@ -9,9 +9,11 @@ Files are read with :func:`tl_lightning.data.read_trajectories` and encoded once
 tensors are cached on disk under a key that hashes the file contents, the tokenizer (its full
 serialisation and chat template), the template, ``max_length``, the MAE categories and the
 encoder's source code, so any change re-encodes and nothing stale is reused. ``setup`` loads the
-cache on every rank. Batches are right-padded rows of one trajectory each (shuffled for training,
-optionally grouped by length), or with ``packing: true`` rows of several whole trajectories under a
-token budget (:mod:`tl_lightning.data.packing`).
+cache on every rank. Batches are right-padded rows of one sequence each (shuffled for training,
+optionally grouped by length), or with ``packing: true`` rows of several whole sequences under a
+token budget (:mod:`tl_lightning.data.packing`). A sequence is a whole trajectory, or, for a chat
+template that re-renders earlier turns (Qwen3, Mistral, Hermes-2-Pro), one of its per-turn sequences
+(:meth:`~tl_lightning.data.chat_template.ChatTemplate.render_sequences`).
 """
 
 from __future__ import annotations
