@@ -34,12 +34,17 @@ quick-start data is in ``docs/model_families.md`` (``benchmarks/bench_per_turn.p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
 
+from tl_lightning.data.chat_messages import (
+    Turn,
+    call_id,
+    detect_call_format,
+    step_messages,
+    trajectory_messages,
+)
 from tl_lightning.data.schema import Step, ToolCall, Trajectory
 from tl_lightning.data.template_base import NameSpan, Rendered, Segment, Template, TemplateError, eos_token
 
@@ -48,38 +53,11 @@ __all__ = ["ChatTemplate", "NotPrefixStable", "STRATEGIES", "detect_call_format"
 #: How trajectories are cut into sequences (see the module docstring).
 STRATEGIES = ("auto", "one_pass", "per_turn")
 
-#: Template text -> call format, first match wins (a Llama template also mentions JSON, a Mistral one ids).
-_FORMAT_MARKERS = (("[TOOL_CALLS]", "mistral"), ("<|python_tag|>", "llama3"), ("ipython", "llama3"), ("<tool_call>", "hermes"))
-
-_CALL_ID = re.compile(r"[A-Za-z0-9]{9}")
-_ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _MARK = "\x00"  # never in real text: the content of probe messages
 
 
 class NotPrefixStable(TemplateError):
     """The template renders an earlier part of the conversation differently once later turns follow."""
-
-
-def detect_call_format(template: str) -> str:
-    """The call format a chat template's model writes: ``mistral``, ``llama3``, ``hermes`` or ``json``."""
-    return next((fmt for marker, fmt in _FORMAT_MARKERS if marker in template), "json")
-
-
-def _call_id(traj_id: str, step: int, index: int, call: ToolCall) -> str:
-    """The call's own id when it is one Mistral accepts, else 9 characters derived from its position
-    (deterministic, so a trajectory always renders to the same text)."""
-    if call.id and _CALL_ID.fullmatch(call.id):
-        return call.id
-    n = int.from_bytes(hashlib.sha256(f"{traj_id}\x00{step}\x00{index}".encode()).digest()[:8], "big")
-    return "".join(_ID_ALPHABET[(n // 62**k) % 62] for k in range(9))
-
-
-@dataclass
-class _Turn:
-    """A supervised assistant message: its step (``len(traj.steps)`` for the final answer) and its calls."""
-
-    step: int
-    calls: list[ToolCall] = field(default_factory=list)
 
 
 class _Sequence:
@@ -206,49 +184,8 @@ class ChatTemplate(Template):
         return after or eos_token(tokenizer)
 
     # ------------------------------------------------------------------ messages
-    def _step_messages(self, traj_id: str, i: int, step: Step, reasoning: bool, split: bool) -> tuple[list[dict], list[_Turn | None]]:
-        """Step ``i`` as assistant message(s) and its tool messages; per message its turn (None for tool messages)."""
-        numbered = list(enumerate(step.calls))
-        groups = [[c] for c in numbered] if split and len(numbered) > 1 else [numbered]
-        msgs: list[dict] = []
-        turns: list[_Turn | None] = []
-        for g, group in enumerate(groups):
-            ids = [_call_id(traj_id, i, j, c) for j, c in group]
-            calls = [{"id": cid, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for cid, (_, c) in zip(ids, group, strict=True)]
-            # Stripped: a leading newline would merge with the template's own into one token straddling the span.
-            text = step.text.strip() if g == 0 else ""
-            msg = {"role": "assistant", "content": "" if reasoning else text, "tool_calls": calls}
-            if reasoning:
-                msg["reasoning_content"] = text
-            msgs.append(msg)
-            turns.append(_Turn(i, [c for _, c in group]))
-            for cid, (j, call) in zip(ids, group, strict=True):
-                if j < len(step.feedback):  # no feedback yet (a prompt's last step): no tool message
-                    msgs.append({"role": "tool", "content": step.feedback[j], "name": call.name, "tool_call_id": cid})
-                    turns.append(None)
-        return msgs, turns
-
-    def _messages(self, traj: Trajectory, include_final: bool, tokenizer) -> tuple[list[dict], list[_Turn | None]]:
-        """Chat messages and, per message, its supervised turn (None for context messages)."""
-        msgs: list[dict] = []
-        turns: list[_Turn | None] = []
-        system = "\n\n".join([traj.system] * bool(traj.system) + [m.content for m in traj.messages if m.role == "system"])
-        if system:
-            msgs.append({"role": "system", "content": system})
-            turns.append(None)
-        for m in traj.messages:
-            if m.role != "system":
-                msgs.append({"role": m.role, "content": m.content})
-                turns.append(None)
-        reasoning, split = self._uses_reasoning(tokenizer), self._splits_calls(tokenizer)
-        for i, step in enumerate(traj.steps):
-            step_msgs, step_turns = self._step_messages(traj.id, i, step, reasoning, split)
-            msgs += step_msgs
-            turns += step_turns
-        if include_final and traj.final_answer is not None:
-            msgs.append({"role": "assistant", "content": traj.final_answer.strip()})
-            turns.append(_Turn(len(traj.steps)))
-        return msgs, turns
+    def _messages(self, traj: Trajectory, include_final: bool, tokenizer) -> tuple[list[dict], list[Turn | None]]:
+        return trajectory_messages(traj, include_final, self._uses_reasoning(tokenizer), self._splits_calls(tokenizer))
 
     @staticmethod
     def _find_names(text: str, offset: int, calls: list[ToolCall], step: int) -> list[NameSpan]:
@@ -307,7 +244,7 @@ class ChatTemplate(Template):
         seq.add(full[len(seq.text) :], msgs[-1]["role"], False, seq.last_step)
         return Rendered(seq.text, seq.segments, seq.names, tuple(t.name for t in shown))
 
-    def _add_completion(self, seq: _Sequence, new: str, eot: str, turn: _Turn, traj_id: str, k: int) -> None:
+    def _add_completion(self, seq: _Sequence, new: str, eot: str, turn: Turn, traj_id: str, k: int) -> None:
         """Append the assistant message's own text (``new`` starts right after its generation prompt) up to and
         including the end of turn, supervised, with its tool-name spans."""
         cut = new.find(eot)
@@ -404,14 +341,14 @@ class ChatTemplate(Template):
         split = self._splits_calls(tokenizer)
         if split and len(step.calls) > 1:  # one call per message: the turn's calls all answered after the last
             last = Step([step.calls[-1]], step.text)
-            step_msgs, _ = self._step_messages(traj.id, i, last, self._uses_reasoning(tokenizer), split)
-            step_msgs[0]["tool_calls"][0]["id"] = _call_id(traj.id, i, len(step.calls) - 1, step.calls[-1])
+            step_msgs, _ = step_messages(traj.id, i, last, self._uses_reasoning(tokenizer), split)
+            step_msgs[0]["tool_calls"][0]["id"] = call_id(traj.id, i, len(step.calls) - 1, step.calls[-1])
             step_msgs += [
-                {"role": "tool", "content": fb, "name": c.name, "tool_call_id": _call_id(traj.id, i, j, c)}
+                {"role": "tool", "content": fb, "name": c.name, "tool_call_id": call_id(traj.id, i, j, c)}
                 for j, (c, fb) in enumerate(zip(step.calls, step.feedback, strict=True))
             ]
         else:
-            step_msgs, _ = self._step_messages(traj.id, i, step, self._uses_reasoning(tokenizer), split)
+            step_msgs, _ = step_messages(traj.id, i, step, self._uses_reasoning(tokenizer), split)
         msgs += step_msgs
         tools = [t.to_openai() for t in self.shown_tools(traj)]
         full = self._apply(tokenizer, msgs, tools, True, traj.id)

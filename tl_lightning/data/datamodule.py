@@ -192,10 +192,10 @@ def tokenizer_fingerprint(tokenizer) -> str:
 @functools.lru_cache(maxsize=1)
 def _code_version() -> str:
     """Hash of the encoder's source: editing it invalidates every cache."""
-    from tl_lightning.data import chat_template, encode, template_base, templates
+    from tl_lightning.data import chat_messages, chat_template, encode, template_base, templates
 
     h = hashlib.sha256()
-    for mod in (encode, templates, chat_template, template_base):
+    for mod in (encode, templates, chat_template, chat_messages, template_base):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()[:16]
 
