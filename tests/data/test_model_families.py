@@ -296,6 +296,18 @@ def test_a_later_sequence_that_does_not_fit_ends_the_trajectory():
         encode_trajectory_sequences(traj, tok, t, max_length=len(full[0]) - 5)
 
 
+def test_a_split_step_cut_between_its_calls_is_not_counted_as_kept():
+    tok, traj = family_tokenizer("llama3_1"), trajectory()
+    (full,) = encode_trajectory_sequences(traj, tok, template("llama3_1"))
+    sup = torch.nonzero(full.labels != IGNORE_INDEX).flatten()
+    second_call_end = int(sup[(full.step_ids[sup] == 1)][-1])  # the end of step 1's second message
+    first_call_end = max(i for i in sup.tolist() if i < second_call_end and full.labels[i + 1] == IGNORE_INDEX)
+    (cut,) = encode_trajectory_sequences(traj, tok, template("llama3_1"), max_length=first_call_end + 1)
+    assert cut.truncated and cut.num_steps == 1 and int(cut.step_ids.max()) == 1  # step 1 half trained, not counted
+    (whole,) = encode_trajectory_sequences(traj, tok, template("llama3_1"), max_length=second_call_end + 1)
+    assert whole.truncated and whole.num_steps == 2
+
+
 def test_strategies():
     tok, traj = family_tokenizer("qwen3"), trajectory()
     with pytest.raises(NotPrefixStable, match="strategy 'auto' or 'per_turn'"):

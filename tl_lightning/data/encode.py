@@ -277,7 +277,9 @@ def _assemble(
             raise TrajectoryTooLong(traj.id, int(ends[0]), max_length)
         last = int(fits[-1])
         n, truncated = int(ends[last]), True
-        num_steps = int(np.sum(seg_step[: last + 1] < len(traj.steps)))
+        # Steps kept whole: a step split over several segments (one per call) counts once its last one fits.
+        partial = last + 1 < len(seg_step) and seg_step[last + 1] == seg_step[last]
+        num_steps = int(min(seg_step[last] + (not partial), len(traj.steps)))
 
     def t(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a[:n])).to(dtype)
