@@ -89,18 +89,10 @@ def turn_reward(categories: Sequence[str], table: dict[str, float] | None = None
 
 
 def observation_text(template: Template, tokenizer, episode: Episode) -> str:
-    """What the template writes after the last assistant turn's end-of-turn: the feedback, then the next opener.
-
-    The same template renders it as at training time: the prompt of the next turn minus everything up to
-    the end of the last supervised (assistant) segment.
-    """
-    traj = episode.trajectory()
-    rendered = template.render(traj, tokenizer)
-    end = max(s.end for s in rendered.segments if s.supervised and s.step == len(traj.steps) - 1)
-    prompt = template.render_prompt(traj, tokenizer)
-    if prompt[:end] != rendered.text[:end]:
-        raise ValueError(f"{type(template).__name__}: render_prompt does not extend render; cannot cut the observation")
-    return prompt[end:]
+    """What the template writes after the last assistant turn's end-of-turn: the feedback, then the next opener,
+    in the format's own roles (:meth:`~tl_lightning.data.template_base.Template.observation`: a chat template
+    writes Qwen's ``<tool_response>``, Llama's ``ipython`` turn, Mistral's ``[TOOL_RESULTS]``...)."""
+    return template.observation(episode.trajectory(), tokenizer)
 
 
 def run_episodes(
@@ -109,7 +101,7 @@ def run_episodes(
 ) -> list[EpisodeTrace]:
     """Play every task to its end, in a batch whose finished episodes drop out; one trace per task."""
     episodes = [
-        Episode(dataclasses.replace(t, max_turns=settings.max_turns), call_format=template.call_format, seed=settings.env_seed)
+        Episode(dataclasses.replace(t, max_turns=settings.max_turns), call_format=template.call_format_for(tokenizer), seed=settings.env_seed)
         for t in tasks
     ]
     prompts = tokenize_prompts(tokenizer, [template.render_prompt(e.trajectory(), tokenizer) for e in episodes])

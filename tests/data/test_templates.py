@@ -237,7 +237,7 @@ def test_segments_tile_text_and_prompt_ends_where_supervision_starts(tiny_tokeni
 def test_chat_template_exact_render_and_encoding(tiny_tokenizer):
     template = chat()
     assert template.end_of_turn(tiny_tokenizer) == "<|im_end|>"
-    assert template.call_format == "json"
+    assert template.call_format == "hermes"  # Qwen's <tool_call> blocks, a plain reply read as the final answer
     r = template.render(trajectory(), tiny_tokenizer)
     sup = [r.text[s.start : s.end] for s in r.supervised]
     assert sup == [
@@ -283,7 +283,7 @@ def test_get_template_and_pickling(tiny_tokenizer):
         assert get_template(t) is t
         clone = pickle.loads(pickle.dumps(t))
         assert clone.render(trajectory(), tiny_tokenizer).text == t.render(trajectory(), tiny_tokenizer).text
-    assert [get_template(n, **kw).call_format for n, kw in ALL] == ["python", "python", "react", "json"]
+    assert [get_template(n, **kw).call_format for n, kw in ALL] == ["python", "python", "react", "hermes"]
     assert get_template("react").end_of_turn(tiny_tokenizer) == "</s>"
 
 

@@ -9,9 +9,11 @@ Files are read with :func:`tl_lightning.data.read_trajectories` and encoded once
 tensors are cached on disk under a key that hashes the file contents, the tokenizer (its full
 serialisation and chat template), the template, ``max_length``, the MAE categories and the
 encoder's source code, so any change re-encodes and nothing stale is reused. ``setup`` loads the
-cache on every rank. Batches are right-padded rows of one trajectory each (shuffled for training,
-optionally grouped by length), or with ``packing: true`` rows of several whole trajectories under a
-token budget (:mod:`tl_lightning.data.packing`).
+cache on every rank. Batches are right-padded rows of one sequence each (shuffled for training,
+optionally grouped by length), or with ``packing: true`` rows of several whole sequences under a
+token budget (:mod:`tl_lightning.data.packing`). A sequence is a whole trajectory, or, for a chat
+template that re-renders earlier turns (Qwen3, Mistral, Hermes-2-Pro), one of its per-turn sequences
+(:meth:`~tl_lightning.data.chat_template.ChatTemplate.render_sequences`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from tl_lightning.data.batch import EncodedTrajectory, collate_encoded
-from tl_lightning.data.encode import TrajectoryTooLong, encode_trajectories
+from tl_lightning.data.encode import TrajectoryTooLong, encode_sequences
 from tl_lightning.data.feedback import resolved_category, step_is_error
 from tl_lightning.data.packing import PackedBatchSampler, PackedRows, collate_packed
 from tl_lightning.data.paths import cache_root, resolve_data_path
@@ -58,6 +60,7 @@ class DataReport:
     key_tokens: int = 0
     tokens: int = 0
     supervised_tokens: int = 0
+    sequences: int = 0
     truncated: int = 0
     skipped_too_long: int = 0
     skipped_other: dict[str, int] = field(default_factory=dict)
@@ -77,7 +80,8 @@ class DataReport:
             f"steps               {self.steps} tool-call steps, {self.final_answers} final answers",
             f"erroneous steps     {sum(self.erroneous_steps.values())} ({errors})",
             f"key tokens / step   {self.mean_key_tokens_per_step:.2f}",
-            f"tokens              {self.tokens} ({self.supervised_tokens} supervised), truncated trajectories {self.truncated}",
+            f"tokens              {self.tokens} ({self.supervised_tokens} supervised) in {self.sequences} sequences, "
+            f"truncated trajectories {self.truncated}",
         ]
 
 
@@ -137,29 +141,32 @@ def encode_file(
     report = DataReport(path=str(path), records=trajs.report.n_records, skipped_read=trajs.report.n_skipped)
     items: list[EncodedTrajectory] = []
     errors: Counter = Counter()
-    for traj, enc in zip(trajs, encode_trajectories(trajs, tokenizer, template, max_length, error_categories=cats), strict=True):
-        if isinstance(enc, TrajectoryTooLong):
+    for traj, seqs in zip(trajs, encode_sequences(trajs, tokenizer, template, max_length, error_categories=cats), strict=True):
+        if isinstance(seqs, TrajectoryTooLong):
             report.skipped_too_long += 1
             continue
-        if isinstance(enc, Exception):
+        if isinstance(seqs, Exception):
             if strict:
-                raise type(enc)(f"{path}: {enc}") from enc
-            errors[type(enc).__name__] += 1
+                raise type(seqs)(f"{path}: {seqs}") from seqs
+            errors[type(seqs).__name__] += 1
             continue
-        items.append(enc)
-        kept = traj.steps[: enc.num_steps]
+        items += seqs
+        report.trajectories += 1
+        supervised_steps = set(torch.cat([enc.step_ids for enc in seqs]).unique().tolist())
+        kept = [step for i, step in enumerate(traj.steps) if i in supervised_steps]
         report.steps += len(kept)
-        report.final_answers += int(enc.step_ids.max()) == len(traj.steps)
+        report.final_answers += len(traj.steps) in supervised_steps
         for step in kept:
             if step_is_error(step, cats):
                 errors_by = report.erroneous_steps
                 name = str(resolved_category(step))
                 errors_by[name] = errors_by.get(name, 0) + 1
-        report.key_tokens += int((enc.key_mask & (enc.step_ids < len(traj.steps))).sum())
-        report.tokens += len(enc)
-        report.supervised_tokens += int((enc.step_ids >= 0).sum())
-        report.truncated += enc.truncated
-    report.trajectories = len(items)
+        for enc in seqs:
+            report.key_tokens += int((enc.key_mask & (enc.step_ids < len(traj.steps))).sum())
+            report.tokens += len(enc)
+            report.supervised_tokens += int((enc.step_ids >= 0).sum())
+        report.sequences += len(seqs)
+        report.truncated += any(enc.truncated for enc in seqs)
     report.skipped_other = dict(errors)
     return EncodedDataset.from_items(items), report
 
@@ -185,10 +192,10 @@ def tokenizer_fingerprint(tokenizer) -> str:
 @functools.lru_cache(maxsize=1)
 def _code_version() -> str:
     """Hash of the encoder's source: editing it invalidates every cache."""
-    from tl_lightning.data import encode, templates
+    from tl_lightning.data import chat_messages, chat_template, encode, template_base, templates
 
     h = hashlib.sha256()
-    for mod in (encode, templates):
+    for mod in (encode, templates, chat_template, chat_messages, template_base):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()[:16]
 

@@ -28,6 +28,12 @@ Rules (one per segment kind):
 - Truncation: when the sequence exceeds ``max_length`` it is cut right after the last
   supervised segment that fits entirely (a complete step, end-of-turn included), and flagged
   ``truncated``. If not even the first supervised segment fits, :class:`TrajectoryTooLong` is raised.
+
+A chat template that re-renders earlier turns (Qwen3's reasoning, Mistral's system prompt) trains on
+several sequences per trajectory, each turn against its own generation-time context
+(:meth:`~tl_lightning.data.chat_template.ChatTemplate.render_sequences`): :func:`encode_trajectory_sequences`
+and :func:`encode_sequences` give them all, with the same rules per sequence (a later sequence that does
+not fit in ``max_length`` ends the trajectory there). :func:`encode_trajectory` keeps to one sequence.
 """
 
 from __future__ import annotations
@@ -48,8 +54,10 @@ from tl_lightning.tokenization import require_fast, tokenize_batch_with_offsets,
 __all__ = [
     "EncodeError",
     "TrajectoryTooLong",
+    "encode_sequences",
     "encode_trajectories",
     "encode_trajectory",
+    "encode_trajectory_sequences",
     "token_spans",
 ]
 
@@ -140,6 +148,72 @@ def encode_trajectories(
                 yield e
 
 
+def encode_trajectory_sequences(
+    traj: Trajectory,
+    tokenizer,
+    template: str | Template = "python_doc",
+    max_length: int | None = None,
+    error_categories: Iterable[FeedbackCategory | str] | None = None,
+) -> list[EncodedTrajectory]:
+    """Every sequence that trains on ``traj`` (one, unless the template renders turn by turn), encoded.
+
+    Raises :class:`TrajectoryTooLong` when the first sequence's first supervised step does not fit.
+    """
+    out = next(encode_sequences([traj], tokenizer, template, max_length, error_categories))
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+def encode_sequences(
+    trajs: Iterable[Trajectory],
+    tokenizer,
+    template: str | Template = "python_doc",
+    max_length: int | None = None,
+    error_categories: Iterable[FeedbackCategory | str] | None = None,
+    chunk_size: int = 256,
+) -> Iterator[list[EncodedTrajectory] | EncodeError | TemplateError]:
+    """:func:`encode_trajectory_sequences` over many trajectories, tokenizing ``chunk_size`` trajectories' texts
+    per call. Yields, in order, per trajectory its sequences or the error it raised."""
+    require_fast(tokenizer)
+    template = get_template(template)
+    cats = None if error_categories is None else frozenset(FeedbackCategory(c) for c in error_categories)
+    trajs = list(trajs)
+    for lo in range(0, len(trajs), chunk_size):
+        chunk = trajs[lo : lo + chunk_size]
+        rendered: list[list[Rendered] | Exception] = []
+        for traj in chunk:
+            try:
+                seqs = template.render_sequences(traj, tokenizer)
+                if not any(r.supervised for r in seqs):
+                    raise EncodeError(f"trajectory {traj.id}: no supervised step (no tool call and no final answer)")
+                rendered.append(seqs)
+            except (EncodeError, TemplateError) as e:
+                rendered.append(e)
+        texts = [r.text for seqs in rendered if not isinstance(seqs, Exception) for r in seqs]
+        tokens = iter(tokenize_batch_with_offsets(texts, tokenizer))
+        for traj, seqs in zip(chunk, rendered, strict=True):
+            if isinstance(seqs, Exception):
+                yield seqs
+                continue
+            encoded: list[EncodedTrajectory] = []
+            error: EncodeError | None = None
+            for r in seqs:
+                ids, offsets = next(tokens)
+                if error is not None or (encoded and encoded[-1].truncated):
+                    continue  # a later sequence never trains when an earlier one was cut
+                try:
+                    encoded.append(_assemble(traj, r, ids, offsets, max_length, cats))
+                except TrajectoryTooLong as e:
+                    if not encoded:
+                        error = e
+                    else:  # its context outgrew max_length: the trajectory ends with the sequences before it
+                        encoded[-1].truncated = True
+                except EncodeError as e:
+                    error = e
+            yield error if error is not None else encoded
+
+
 def token_spans(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Character spans ``[start, end)`` of tokens that tile the text: each starts where the previous ends.
 
@@ -203,7 +277,9 @@ def _assemble(
             raise TrajectoryTooLong(traj.id, int(ends[0]), max_length)
         last = int(fits[-1])
         n, truncated = int(ends[last]), True
-        num_steps = int(np.sum(seg_step[: last + 1] < len(traj.steps)))
+        # Steps kept whole: a step split over several segments (one per call) counts once its last one fits.
+        partial = last + 1 < len(seg_step) and seg_step[last + 1] == seg_step[last]
+        num_steps = int(min(seg_step[last] + (not partial), len(traj.steps)))
 
     def t(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a[:n])).to(dtype)

@@ -84,7 +84,7 @@ def build_prompts(
     ``max_per_trajectory`` prompts, or when the prompt is longer than ``max_prompt_length`` tokens.
     """
     wanted = {FeedbackCategory(c) for c in categories}
-    eot = template.end_of_turn(tokenizer)
+    eot, call_format = template.end_of_turn(tokenizer), template.call_format_for(tokenizer)
     records, report = [], PromptReport()
     for traj in trajectories:
         report.n_trajectories += 1
@@ -108,7 +108,7 @@ def build_prompts(
             records.append(
                 PromptRecord(
                     id=context.id, text=text, context=context, gold=list(step.calls), tools=template.shown_tools(traj),
-                    step_index=i, call_format=template.call_format, end_of_turn=eot, meta={"trajectory_id": traj.id},
+                    step_index=i, call_format=call_format, end_of_turn=eot, meta={"trajectory_id": traj.id},
                 )
             )
             taken += 1

@@ -116,11 +116,17 @@ class Tool:
 
 @dataclass
 class ToolCall:
-    """One call: a tool name and its keyword arguments. ``raw`` keeps the text it was parsed from."""
+    """One call: a tool name and its keyword arguments. ``raw`` keeps the text it was parsed from.
+
+    ``id`` is the call id a model wrote itself (Mistral's ``[TOOL_CALLS]`` carry one, and the tool
+    result must echo it); None elsewhere. It is not part of equality: two calls are the same call
+    whatever id a template or a model gave them.
+    """
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     raw: str | None = None
+    id: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check(isinstance(self.name, str) and self.name != "", f"tool call name must be a non-empty string, got {self.name!r}")

@@ -88,6 +88,31 @@ class Template(ABC):
     def end_of_turn(self, tokenizer) -> str:
         """The string that closes a supervised assistant turn (generation stops on it)."""
 
+    def render_sequences(self, traj: Trajectory, tokenizer) -> list[Rendered]:
+        """The sequences that train on ``traj``: the one :meth:`render`, unless the format needs several
+        (a chat template that re-renders earlier turns is encoded turn by turn)."""
+        return [self.render(traj, tokenizer)]
+
+    def call_format_for(self, tokenizer) -> str:
+        """How generated text is parsed (:func:`tl_lightning.tools.calls.parse_calls`) for this tokenizer;
+        a chat template's format depends on the template the tokenizer carries."""
+        return self.call_format
+
+    def observation(self, traj: Trajectory, tokenizer) -> str:
+        """What follows the last step's assistant turn in the next prompt: the step's feedback as this format
+        renders it, then the opening of the next assistant turn (what a multi-turn episode appends).
+
+        Here: the next prompt minus the full render up to the end of that step's supervised text.
+        """
+        if not traj.steps:
+            raise ValueError(f"trajectory {traj.id}: no step, so no observation")
+        rendered = self.render(traj, tokenizer)
+        end = max(s.end for s in rendered.segments if s.supervised and s.step == len(traj.steps) - 1)
+        prompt = self.render_prompt(traj, tokenizer)
+        if prompt[:end] != rendered.text[:end]:
+            raise ValueError(f"{type(self).__name__}: render_prompt does not extend render; cannot cut the observation")
+        return prompt[end:]
+
     def shown_tools(self, traj: Trajectory) -> list[Tool]:
         """The tools the rendered prompt lists: the ``T`` that PKT's prefix rule and the IRM reward use."""
         return list(traj.tools)

@@ -3,7 +3,8 @@
 The levels are cumulative (DESIGN.md §1): **TS** the tool names are right, **PI** also the
 argument-name sets, **CF** also the values. A case has one or more acceptable answers
 (``EvalCase.gold``), each a list of calls; a level holds if it holds for any answer. A case whose
-gold holds no call at all (BFCL ``irrelevance``) is right at every level iff no call is produced.
+gold holds no call at all (BFCL ``irrelevance``) is right at every level iff no call is produced
+(a native-format reply in plain text, which the parser reads as ``finish``, is an answer, not a call).
 
 Modes
 -----
@@ -74,7 +75,7 @@ from tl_lightning.evaluation.bfcl_checker import (
     exact_answer,
 )
 from tl_lightning.rewards import RewardCategory, tool_call_reward
-from tl_lightning.tools.calls import ParseResult, parse_calls, values_equal
+from tl_lightning.tools.calls import NATIVE_FORMATS, ParseResult, parse_calls, values_equal
 
 __all__ = [
     "MODEL_OUTPUT_ERRORS", "SCORING_MODES", "CaseVerdict", "Judgement", "Prediction", "ScoringMode",
@@ -283,12 +284,21 @@ def _is_irrelevance(case: EvalCase) -> bool:
     return not any(case.gold) or "irrelevance" in str(case.meta.get("category", case.scenario))
 
 
+def _tool_calls(pred: Prediction) -> list[ToolCall]:
+    """The calls of a prediction to an irrelevant query: a native-format plain-text reply (parsed as
+    ``finish``) called no tool."""
+    calls, _ = as_calls(pred)
+    if isinstance(pred, ParseResult) and pred.format in NATIVE_FORMATS:
+        calls = [c for c in calls if c.name != _FINISH]
+    return calls
+
+
 def score_case(pred: Prediction, case: EvalCase, mode: str = "official") -> CaseVerdict:
     """TS/PI/CF verdict of one prediction for one case under ``mode`` (see the module docstring)."""
     if mode not in SCORING_MODES:
         raise ValueError(f"unknown scoring mode {mode!r}; expected one of {SCORING_MODES}")
     if _is_irrelevance(case):
-        calls, _ = as_calls(pred)
+        calls = _tool_calls(pred)
         return CaseVerdict(True, True, True) if not calls else CaseVerdict(False, False, False, "called a tool on an irrelevant query")
     if mode == "official":
         return _official(pred, case)
@@ -310,7 +320,7 @@ def case_category(pred: Prediction, case: EvalCase, verdict: CaseVerdict) -> Rew
         return RewardCategory.CORRECT
     calls, error = as_calls(pred)
     if _is_irrelevance(case):
-        return RewardCategory.WRONG_TOOL if calls else RewardCategory.CORRECT
+        return RewardCategory.WRONG_TOOL if _tool_calls(pred) else RewardCategory.CORRECT
     if error is not None:
         return RewardCategory.UNPARSEABLE
     order = list(RewardCategory)

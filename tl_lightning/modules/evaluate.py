@@ -54,9 +54,10 @@ class TLEvalModule(LightningModule):
         tokenizer: linked from the datamodule by the CLI; ``None`` = the model's own. A ``.ckpt``
             always uses the tokenizer stored in it (the model was trained with it).
         template: ``python_doc`` | ``react`` | ``chat_template`` | ... (how the model was trained to
-            read tools); ``None`` = the checkpoint's own, else ``python_doc``.
+            read tools); ``None`` = the checkpoint's own, else ``python_doc``. ``template_kwargs``: its options
+            (e.g. ``{chat_template_kwargs: {enable_thinking: false}}`` for Qwen3).
         mode: ``official`` | ``corrected`` | ``bfcl`` (single-turn scoring, see :mod:`tl_lightning.evaluation.scoring`).
-        call_format: how outputs are parsed; ``None`` = the template's ``call_format``.
+        call_format: how outputs are parsed; ``None`` = the template's (a chat template's family format).
         max_new_tokens: per model turn. ``max_prompt_length``: longer prompts are an error.
         output_dir: where predictions and reports go. ``seed``: of the multi-turn environments.
         dtype: parameter dtype. ``tiny_config``: ``LlamaConfig`` overrides for ``"tl-tiny"`` (tests).
@@ -75,6 +76,7 @@ class TLEvalModule(LightningModule):
         seed: int = 0,
         dtype: str | None = None,
         tiny_config: dict[str, Any] | None = None,
+        template_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
@@ -83,8 +85,8 @@ class TLEvalModule(LightningModule):
             tokenizer = None
         loaded = load_pretrained(model, dtype=dtype, tokenizer=tokenizer, tiny_config=tiny_config)
         self.model, self.tokenizer = loaded.model.eval(), loaded.tokenizer
-        self.template = get_template(template or loaded.template or _DEFAULT_TEMPLATE)
-        self.call_format = call_format or self.template.call_format
+        self.template = get_template(template or loaded.template or _DEFAULT_TEMPLATE, **(template_kwargs or {}))
+        self.call_format = call_format or self.template.call_format_for(self.tokenizer)
         # One metric per stage; the single-turn one is built in setup, when the set's scenarios are known.
         self.test_accuracy: ToolCallAccuracy | None = None
         self.test_error_rates = MultiTurnErrorRates()

@@ -1,4 +1,11 @@
-"""The three surface formats :func:`tl_lightning.tools.calls.parse_calls` reads, one parser each.
+"""The surface formats :func:`tl_lightning.tools.calls.parse_calls` reads, one parser each.
+
+``python``, ``json`` and ``react`` are the formats of the paper and the test sets; ``hermes``, ``llama3`` and
+``mistral`` are the native outputs of the model families users fine-tune (Qwen2.5/Qwen3/Hermes
+``<tool_call>`` blocks, Llama 3.x JSON objects and ``<|python_tag|>``, Mistral ``[TOOL_CALLS]``). In the
+native formats a reply with no call markup is the model's final answer, read as
+``finish(answer=<the text>)``: that is how these families end a conversation, and it lets the
+paper's metrics (VA, the ``finish`` gold of RoTBench) apply unchanged.
 
 Each parser maps one model output to ``(calls, thought)`` and raises ``ValueError`` (or
 ``SyntaxError``/``RecursionError``, which ``parse_calls`` turns into a parse error) on failure.
@@ -16,15 +23,19 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
-from tl_lightning.data.schema import ToolCall
+from tl_lightning.data.schema import FINISH_TOOL, ToolCall
 from tl_lightning.tools.literals import check_value, literal_value
 
 __all__ = ["PARSERS", "auto_order", "clean"]
 
 # End-of-turn markers a decoder may leave in the text; they are never part of a call.
-_END_MARKERS = ("</s>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "<eos>")
+_END_MARKERS = ("</s>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|endoftext|>", "<|end|>", "<eos>")
 _FENCE_TAG = re.compile(r"[A-Za-z0-9_-]*")
 _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+_PYTHON_TAG = "<|python_tag|>"
+_TOOL_CALLS = "[TOOL_CALLS]"
+_CALL_SEPARATOR = re.compile(r"[\s;]*")  # between Llama 3.2's "{...}; {...}" calls
 # Every pattern below is anchored at a line start and scans only blanks, so it costs O(line) at most.
 _ACTION = re.compile(r"^[ \t]*Action[ \t]*:", re.MULTILINE)
 _ACTION_INPUT = re.compile(r"^[ \t]*Action[ \t]+Input[ \t]*:[ \t]*", re.MULTILINE)
@@ -134,6 +145,7 @@ def _parse_python(text: str) -> tuple[list[ToolCall], str | None]:
 def _call_from_json(obj: Any, raw: str) -> ToolCall:
     if not isinstance(obj, dict):
         raise _ParseError(f"a JSON call must be an object, got {type(obj).__name__}")
+    call_id = obj.get("id") if isinstance(obj.get("id"), str) else None  # Mistral writes the call's id beside its name
     if "function" in obj and isinstance(obj["function"], dict) and "name" not in obj:
         obj = obj["function"]  # OpenAI {"type": "function", "function": {...}}
     name = obj.get("name")
@@ -151,7 +163,7 @@ def _call_from_json(obj: Any, raw: str) -> ToolCall:
     if not isinstance(args, dict):
         raise _ParseError(f"call to {name!r}: 'arguments' must be an object, got {type(args).__name__}")
     check_value(args)
-    return ToolCall(name=name.strip(), arguments=args, raw=raw)
+    return ToolCall(name=name.strip(), arguments=args, raw=raw, id=call_id)
 
 
 def _json_calls(obj: Any, raw: str) -> list[ToolCall]:
@@ -202,6 +214,95 @@ def _parse_json(text: str) -> tuple[list[ToolCall], str | None]:
         obj, _ = _DECODER.raw_decode(body[start:])
         return _json_calls(obj, body[start:]), (body[:start].strip() or None)
     return _json_calls(obj, body), None
+
+
+# --------------------------------------------------------------------------- native formats
+
+
+def _answer(text: str) -> list[ToolCall]:
+    """A reply without call markup: the final answer, as the paper's ``finish`` call."""
+    text = text.strip()
+    if not text:
+        raise _ParseError("empty output")
+    return [ToolCall(FINISH_TOOL, {"answer": text}, raw=text)]
+
+
+def _split_think(text: str) -> tuple[str | None, str]:
+    """``(reasoning, rest)``: Qwen3's ``<think>...</think>`` block taken off the front of an output.
+
+    The opening tag may be missing (a template that opens the block in the generation prompt), the
+    closing one may not: an unclosed block is a truncated output, never a call.
+    """
+    close = text.find(_THINK_CLOSE)
+    if close < 0:
+        if _THINK_OPEN in text:
+            raise _ParseError("unclosed <think> block")
+        return None, text
+    head = text[:close]
+    opened = head.find(_THINK_OPEN)
+    if opened >= 0 and head[:opened].strip():
+        raise _ParseError("text before the <think> block")
+    reasoning = head[opened + len(_THINK_OPEN) :] if opened >= 0 else head
+    return reasoning.strip() or None, text[close + len(_THINK_CLOSE) :]
+
+
+def _join(*parts: str | None) -> str | None:
+    return "\n".join(p for p in parts if p) or None
+
+
+def _parse_hermes(text: str) -> tuple[list[ToolCall], str | None]:
+    """Qwen2.5, Qwen3 and Hermes: ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` blocks, after
+    optional ``<think>`` reasoning and text; no block at all is the final answer."""
+    reasoning, body = _split_think(clean(text))
+    if _OPEN in body:
+        calls, thought = _parse_json(body)
+        return calls, _join(reasoning, thought)
+    return _answer(clean(body)), reasoning
+
+
+def _json_sequence(body: str) -> list[ToolCall]:
+    """One JSON object or list, or several objects separated by ``;`` (Llama 3.2 writes parallel calls so)."""
+    calls: list[ToolCall] = []
+    pos = 0
+    while pos < len(body):
+        if body[pos] not in "{[":
+            raise _ParseError(f"text after the JSON call: {body[pos : pos + 40]!r}")
+        obj, end = _DECODER.raw_decode(body, pos)
+        calls.extend(_json_calls(obj, body[pos:end]))
+        pos = _CALL_SEPARATOR.match(body, end).end()
+    return calls
+
+
+def _parse_llama3(text: str) -> tuple[list[ToolCall], str | None]:
+    """Llama 3.1/3.2/3.3: ``{"name": ..., "parameters": {...}}`` (optionally after ``<|python_tag|>``), or a
+    built-in tool as ``<|python_tag|>brave_search.call(query="...")``; anything else is the final answer."""
+    body = clean(text)
+    tagged = body.startswith(_PYTHON_TAG)
+    if tagged:
+        body = body[len(_PYTHON_TAG) :].strip()
+    if body.startswith(("{", "[")):
+        return _json_sequence(body), None
+    if tagged:
+        calls, _ = _parse_python(body)
+        return [ToolCall(c.name.removesuffix(".call"), c.arguments, raw=c.raw) for c in calls], None
+    return _answer(body), None
+
+
+def _parse_mistral(text: str) -> tuple[list[ToolCall], str | None]:
+    """Mistral v3 / Tekken: ``[TOOL_CALLS] [{"name": ..., "arguments": {...}, "id": "a1b2c3d4e"}]``; the ids are
+    kept (the tool results must echo them). ``[{`` with the marker decoded away reads the same; anything else
+    is the final answer."""
+    body = clean(text)
+    at = body.find(_TOOL_CALLS)
+    if at < 0 and not body.startswith("[{"):
+        return _answer(body), None
+    thought, rest = (body[:at].strip() or None, body[at + len(_TOOL_CALLS) :].strip()) if at >= 0 else (None, body)
+    if not rest:
+        raise _ParseError("nothing after [TOOL_CALLS]")
+    obj, end = _DECODER.raw_decode(rest)
+    if rest[end:].strip():
+        raise _ParseError("text after the [TOOL_CALLS] list")
+    return _json_calls(obj, rest), thought
 
 
 # --------------------------------------------------------------------------- react
@@ -266,12 +367,23 @@ def _parse_react(text: str) -> tuple[list[ToolCall], str | None]:
 
 
 #: format name -> parser(text) -> (calls, thought)
-PARSERS = {"python": _parse_python, "json": _parse_json, "react": _parse_react}
+PARSERS = {
+    "python": _parse_python,
+    "json": _parse_json,
+    "react": _parse_react,
+    "hermes": _parse_hermes,
+    "llama3": _parse_llama3,
+    "mistral": _parse_mistral,
+}
 
 
 def auto_order(text: str) -> tuple[str, ...]:
     """The formats ``parse_calls(text, "auto")`` tries, in order (see :mod:`tl_lightning.tools.calls`)."""
     stripped = clean(text)
+    if _TOOL_CALLS in stripped:
+        return ("mistral",)
+    if stripped.startswith(_PYTHON_TAG):
+        return ("llama3",)
     if _OPEN in stripped:
         return ("json",)
     if _ACTION.search(text):

@@ -13,8 +13,14 @@ Three surface formats are understood (``format=``):
 - ``"react"``: ``Thought: ...`` / ``Action: NAME`` / ``Action Input: {json}`` pairs (RoTBench,
   ToolEyes, ToolAlpaca), stopping at the first ``Observation:``. The Action Input must be a JSON
   object (a Python dict literal is accepted as a fallback); anything else is an error.
-- ``"auto"``: ``<tool_call>`` blocks -> json; an ``Action:`` line -> react; text starting with
-  ``{`` or ``[{`` -> json then python; otherwise python then json.
+- The native formats of the model families (:mod:`tl_lightning.tools.call_parsers`; a reply without
+  call markup is the final answer, ``finish(answer=...)``):
+  ``"hermes"`` (Qwen2.5, Qwen3, Hermes: ``<tool_call>`` JSON blocks after optional ``<think>`` reasoning),
+  ``"llama3"`` (``{"name": ..., "parameters": {...}}``, ``<|python_tag|>``, ``;``-separated calls) and
+  ``"mistral"`` (``[TOOL_CALLS] [{"name": ..., "arguments": ..., "id": ...}]``, ids kept on the calls).
+- ``"auto"``: ``[TOOL_CALLS]`` -> mistral; a leading ``<|python_tag|>`` -> llama3; ``<tool_call>`` blocks
+  -> json; an ``Action:`` line -> react; text starting with ``{`` or ``[{`` -> json then python;
+  otherwise python then json.
 
 :func:`parse_calls` never raises, and its cost is bounded by the length of its input: text over
 the budget (``max_chars``, default :data:`MAX_TEXT_CHARS`) is refused before any work, fences,
@@ -36,7 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tl_lightning.data.schema import ToolCall
+from tl_lightning.data.schema import FINISH_TOOL, ToolCall
 from tl_lightning.tools.call_parsers import PARSERS, auto_order
 from tl_lightning.tools.literals import MAX_DEPTH, python_literal
 
@@ -44,6 +50,7 @@ __all__ = [
     "values_equal",
     "CALL_FORMATS",
     "MAX_TEXT_CHARS",
+    "NATIVE_FORMATS",
     "ParseResult",
     "format_call",
     "format_calls",
@@ -57,7 +64,10 @@ __all__ = [
 MAX_TEXT_CHARS = 16_384
 
 #: Formats :func:`format_call` renders; ``tool_call`` is JSON inside ``<tool_call>`` tags.
-CALL_FORMATS = ("python", "json", "react", "tool_call")
+CALL_FORMATS = ("python", "json", "react", "tool_call", "hermes", "llama3", "mistral")
+
+#: The native formats, whose final answer is plain text rather than a ``finish`` call.
+NATIVE_FORMATS = ("hermes", "llama3", "mistral")
 
 # A backslash and the character it escapes, or one quote or bracket: what the depth guard looks at.
 _BRACKET_TOKEN = re.compile(r"\\.|[\"'()\[\]{}]", re.DOTALL)
@@ -121,7 +131,8 @@ def _too_deep(text: str) -> bool:
 
 
 def parse_calls(text: str, format: str = "auto", max_chars: int = MAX_TEXT_CHARS) -> ParseResult:  # noqa: A002 - the agreed interface name
-    """Parse ``text`` (one model output) as ``format`` ("auto", "python", "json" or "react").
+    """Parse ``text`` (one model output) as ``format`` ("auto" or a key of ``PARSERS``: "python", "json",
+    "react", "hermes", "llama3", "mistral").
 
     Never raises: failures come back as ``ParseResult(error=...)`` with no calls. Text longer than
     ``max_chars`` characters is an error without being read, which bounds the cost of every parse.
@@ -158,14 +169,23 @@ def format_call(call: ToolCall, format: str = "python", thought: str | None = No
     ``python``: ``name(a=1, b="x")``; ``json``: ``{"name": ..., "arguments": {...}}``;
     ``tool_call``: the JSON inside ``<tool_call>`` tags; ``react``: ``Action: name`` /
     ``Action Input: {json}``, preceded by ``Thought: ...`` when ``thought`` is given.
+    The native formats write what the family's model writes: ``hermes`` a ``<tool_call>`` block,
+    ``llama3`` ``{"name": ..., "parameters": {...}}``, ``mistral`` ``[TOOL_CALLS] [{...}]``; a
+    ``finish`` call is its answer as plain text.
     """
+    if format in NATIVE_FORMATS and call.name == FINISH_TOOL:
+        return str(call.arguments.get("answer", ""))
     if format == "python":
         args = ", ".join(f"{k}={python_literal(v)}" for k, v in call.arguments.items())
         return f"{call.name}({args})"
     if format == "json":
         return json.dumps(call.to_dict(), ensure_ascii=False)
-    if format == "tool_call":
+    if format in ("tool_call", "hermes"):
         return f"<tool_call>\n{json.dumps(call.to_dict(), ensure_ascii=False)}\n</tool_call>"
+    if format == "llama3":
+        return json.dumps({"name": call.name, "parameters": call.arguments}, ensure_ascii=False)
+    if format == "mistral":
+        return "[TOOL_CALLS] " + json.dumps([call.to_dict()], ensure_ascii=False)
     if format == "react":
         text = f"Action: {call.name}\nAction Input: {json.dumps(call.arguments, ensure_ascii=False)}"
         return f"Thought: {thought}\n{text}" if thought is not None else text
@@ -174,7 +194,8 @@ def format_call(call: ToolCall, format: str = "python", thought: str | None = No
 
 def format_calls(calls: Sequence[ToolCall] | Iterable[ToolCall], format: str = "python", thought: str | None = None) -> str:  # noqa: A002
     """Render one step's calls: a single call as :func:`format_call`; several as ``[f(..), g(..)]``
-    (python), a JSON list (json), one ``<tool_call>`` block each, or consecutive Action pairs (react)."""
+    (python), a JSON list (json), one ``<tool_call>`` block each (tool_call, hermes), objects joined by
+    ``; `` (llama3), one ``[TOOL_CALLS]`` list (mistral), or consecutive Action pairs (react)."""
     calls = list(calls)
     if len(calls) == 1:
         return format_call(calls[0], format, thought)
@@ -184,8 +205,12 @@ def format_calls(calls: Sequence[ToolCall] | Iterable[ToolCall], format: str = "
         return "[" + ", ".join(format_call(c, "python") for c in calls) + "]"
     if format == "json":
         return json.dumps([c.to_dict() for c in calls], ensure_ascii=False)
-    if format == "tool_call":
+    if format in ("tool_call", "hermes"):
         return "\n".join(format_call(c, "tool_call") for c in calls)
+    if format == "llama3":
+        return "; ".join(format_call(c, "llama3") for c in calls)
+    if format == "mistral":
+        return "[TOOL_CALLS] " + json.dumps([c.to_dict() for c in calls], ensure_ascii=False)
     if format == "react":
         body = "\n".join(format_call(c, "react") for c in calls)
         return f"Thought: {thought}\n{body}" if thought is not None else body
