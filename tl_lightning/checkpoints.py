@@ -16,6 +16,7 @@ A tl_lightning ``.ckpt`` holds, besides Lightning's state:
 
 from __future__ import annotations
 
+import pickle
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -111,7 +112,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = str(path)
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint ({first[:200]})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return Checkpoint(
