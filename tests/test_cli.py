@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -12,8 +13,10 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import RichProgressBar
 
-from tl_lightning.__main__ import EXTRA_COMMANDS, main
+from tl_lightning.__main__ import EXTRA_COMMANDS, SUBCOMMANDS, main
 from tl_lightning.cli import TLCLI
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
         "intermediate_size": 64}
@@ -40,12 +43,35 @@ def config(tmp_path):
 
 
 def test_help_lists_every_subcommand(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert set(SUBCOMMANDS) == set(TLCLI.subcommands()) | set(EXTRA_COMMANDS)  # the fast help stays in sync
+    for cmd in SUBCOMMANDS:
+        assert f"\n  {cmd} " in out
+
+
+def test_top_level_help_starts_without_lightning():
+    """`python -m tl_lightning --help` is a real process: it must answer without importing Lightning or torch
+    (about 8 s of imports on 2 busy cores; the answer itself needs neither)."""
+    code = ("import sys; from tl_lightning.__main__ import main; main(['--help']); "
+            "print(sorted(m for m in ('lightning', 'torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "subcommands:" in out.stdout and out.stdout.strip().splitlines()[-1] == "[]"
+    assert subprocess.run([sys.executable, "-m", "tl_lightning", "--help"], capture_output=True, timeout=60,
+                          cwd=ROOT).returncode == 0
+
+
+def test_fit_help_says_how_to_see_a_modules_options(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["--help"])
+        main(["fit", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ["fit", "validate", "test", "predict", "score"]:
-        assert cmd in out
+    assert "--model.help" in out and "use_mae" in out and "w_max" in out and "TLSFTModule" in out
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", "tl_lightning.modules.sft.TLSFTModule"])  # as the help says
+    out = capsys.readouterr().out
+    assert "--model.use_mae" in out and "--model.w_max" in out
 
 
 def test_extra_commands_do_not_shadow_lightning_subcommands():

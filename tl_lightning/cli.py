@@ -56,9 +56,10 @@ ROOT_PLACEHOLDER = "${trainer.default_root_dir}"
 #: Printed under ``fit --help``: the module and data options are the chosen class's, listed by ``--model.help``.
 HELP_EPILOG = (
     "Module and data options (use_mae, use_pkt, w_max, lr, template, ...) belong to the class a config picks and "
-    "are not listed above; see them with `--model.help CLASS` and `--data.help CLASS`, e.g. "
-    "`python -m tl_lightning fit --model.help TLSFTModule` (also TLPPOModule, TLEvalModule) and "
-    "`--data.help ToolTrajectoryDataModule`, or print a config's resolved values with `--print_config`."
+    "are not listed above. See them with `--model.help CLASS` and `--data.help CLASS`, e.g. "
+    "`python -m tl_lightning fit --model.help tl_lightning.modules.sft.TLSFTModule` (any module's class path, as "
+    "a config's class_path names it) and `--data.help tl_lightning.data.datamodule.ToolTrajectoryDataModule`, or "
+    "print a config's resolved values with `--config FILE --print_config`."
 )
 
 #: Log lines (Lightning's ``rank_zero_info``) that carry nothing for a tl_lightning user: product tips, and the

@@ -11,9 +11,9 @@ checked before anything counts it as finished, and locked against a second write
 - Checks: :func:`hf_export_problem` reads an export's ``config.json``, its weights' headers and sizes and its
   tokenizer files; a run is finished (:func:`fit_finished`) only when ``run_status.json`` says so and the
   export verifies.
-- Lock: :func:`lock_run_dir` takes an exclusive ``flock`` on ``<run dir>/.lock`` for the life of the fit.
-  The kernel drops it when the process ends, however it ends (SIGKILL included), so a killed run never
-  leaves a stale lock behind. Where ``fcntl`` does not exist (Windows) nothing is locked.
+- Lock: :func:`lock_run_dir` takes an exclusive ``flock`` on the run directory for the life of the fit. The
+  kernel drops it when the process ends, however it ends (SIGKILL included), so a killed run never leaves a
+  stale lock behind. Where ``fcntl`` does not exist (Windows) nothing is locked.
 
 Light on purpose (no torch, no Lightning): the sweep runner and the grid cell import it to decide what to run.
 """
@@ -25,6 +25,7 @@ import os
 import shutil
 import struct
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,6 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "LOCK_NAME",
     "RUN_OUTPUTS",
     "RUN_STATUS",
     "RunDirBusy",
@@ -52,8 +52,6 @@ __all__ = [
 RUN_OUTPUTS = ("checkpoints", "hf", "metrics.csv", "config.yaml", "hparams.yaml", "run_status.json")
 #: The run's status file, written last (:class:`tl_lightning.callbacks.RunStatusCallback`).
 RUN_STATUS = "run_status.json"
-#: The lock file of a live run.
-LOCK_NAME = ".lock"
 
 _WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -185,31 +183,34 @@ class RunDirBusy(RuntimeError):
 
 
 class RunDirLock:
-    """An exclusive, non-blocking ``flock`` on ``<run_dir>/.lock``, holding the owner's pid.
+    """An exclusive, non-blocking ``flock`` on the run directory itself, for this process.
 
-    Released by :meth:`release` or, whatever happens, when the process ends."""
+    The directory is locked, not a file in it: nothing is left behind, and Lightning's loggers still find a
+    fresh run directory empty. Released by :meth:`release` or, whatever happens, when the process ends.
+    Where the file system cannot lock a directory, nothing is locked and a warning says so."""
 
     def __init__(self, run_dir: str | os.PathLike) -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_NAME
         self._fd: int | None = None
 
     def acquire(self) -> RunDirLock:
         if fcntl is None or self._fd is not None:
             return self
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.run_dir, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        except BlockingIOError:
             os.close(fd)
             raise RunDirBusy(
-                f"run directory {self.run_dir} is in use by another run (pid {holder}); wait for it to end "
-                "or choose another --trainer.default_root_dir"
+                f"run directory {self.run_dir} is in use by another run (a live process holds its lock); wait for "
+                "it to end or choose another --trainer.default_root_dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:  # e.g. a network file system without flock on directories
+            os.close(fd)
+            warnings.warn(f"cannot lock run directory {self.run_dir} ({e}); a second run into it will not be refused",
+                          stacklevel=2)
+            return self
         self._fd = fd
         return self
 
