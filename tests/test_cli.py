@@ -236,3 +236,38 @@ def test_run_status_names_the_time_limit_even_when_the_cut_epoch_was_counted():
     assert status["stopped_by"] == "max_time" and status["completed"] is False
     timer.time_remaining = lambda: 30.0
     assert run_status(trainer) == {**status, "stopped_by": "max_epochs", "completed": True}
+
+
+# ---------------------------------------------------------------------------------------- a tokenizer larger than the model
+@pytest.fixture
+def short_embedding_export(tmp_path):
+    """An HF export whose embedding has 10 rows fewer than the tokenizer saved beside it (a mismatched export)."""
+    from tl_lightning.models import load_causal_lm
+    from tl_lightning.tokenization import load_tokenizer
+
+    tok = load_tokenizer("tl-tiny")
+    model = load_causal_lm("tl-tiny", tokenizer=tok, tiny_config=TINY)
+    model.resize_token_embeddings(len(tok) - 10)
+    out = tmp_path / "short"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out, len(tok)
+
+
+def test_test_refuses_a_model_smaller_than_its_tokenizer(short_embedding_export, tmp_path, capsys):
+    export, n = short_embedding_export
+    assert main(["test", "--config", str(ROOT / "configs" / "eval" / "synthetic_single.yaml"),
+                 f"--model.init_args.model={export}", "--data.init_args.limit=2", "--trainer.enable_progress_bar=false",
+                 f"--trainer.default_root_dir={tmp_path}"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert err == [f"error: model {str(export)!r} has {n - 10} embedding rows but its tokenizer has {n} tokens: it was "
+                   f"not trained with this tokenizer (ids >= {n - 10} would read untrained rows); give the tokenizer "
+                   "it was trained with (an HF export or checkpoint carries its own)"]
+    assert not (tmp_path / "eval").exists()
+
+
+def test_fit_announces_growing_the_embedding(short_embedding_export, tmp_path, small_data):
+    export, n = short_embedding_export
+    with pytest.warns(UserWarning, match=f"has {n - 10} embedding rows but its tokenizer has {n} tokens: growing"):
+        assert main(_quickstart_args(tmp_path / "run", small_data, f"--model.init_args.model={export}",
+                                     "--model.init_args.tiny_config=null", "--data.init_args.tokenizer=tl-tiny")) == 0

@@ -81,7 +81,8 @@ class TLEvalModule(LightningModule):
         if str(model).endswith(".ckpt") and tokenizer is not None:
             rank_zero_warn(f"{model}: evaluating with the checkpoint's own tokenizer, not the given one")
             tokenizer = None
-        loaded = load_pretrained(model, dtype=dtype, tokenizer=tokenizer, tiny_config=tiny_config)
+        # A model smaller than the tokenizer was not trained with it: refused, never grown with random rows.
+        loaded = load_pretrained(model, dtype=dtype, tokenizer=tokenizer, tiny_config=tiny_config, resize_embeddings=False)
         self.model, self.tokenizer = loaded.model.eval(), loaded.tokenizer
         self.template = get_template(template or loaded.template or _DEFAULT_TEMPLATE)
         self.call_format = call_format or self.template.call_format
