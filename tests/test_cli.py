@@ -271,3 +271,25 @@ def test_fit_announces_growing_the_embedding(short_embedding_export, tmp_path, s
     with pytest.warns(UserWarning, match=f"has {n - 10} embedding rows but its tokenizer has {n} tokens: growing"):
         assert main(_quickstart_args(tmp_path / "run", small_data, f"--model.init_args.model={export}",
                                      "--model.init_args.tiny_config=null", "--data.init_args.tokenizer=tl-tiny")) == 0
+
+
+# ---------------------------------------------------------------------------------------- data MAE masks entirely
+def test_fit_refuses_data_that_mae_masks_entirely(tmp_path, small_data, capsys):
+    """Every step erroneous and no final answer: MAE leaves nothing to train on (the run used to end "completed"
+    with train/loss 0.0 and val/loss nan). Without MAE the same data trains."""
+    from tl_lightning.data.readers import write_openai_jsonl
+    from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
+
+    tools = [Tool("get_weather", "Weather.", {"type": "object", "properties": {"city": {"type": "string"}}}, ("city",))]
+    bad = Step([ToolCall("get_weather", {"town": "Rome"})],
+               feedback=["get_weather() got an unexpected keyword argument 'town'"])
+    path = tmp_path / "all_errors.jsonl"
+    write_openai_jsonl([Trajectory(f"t{i}", tools, [Message("user", "Rome?")], [bad, bad]) for i in range(8)], path)
+    args = _quickstart_args(tmp_path / "run", small_data, f"--data.init_args.train_path={path}",
+                            f"--data.init_args.val_path={path}", "--trainer.val_check_interval=1")
+    assert main(args) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith(f"error: train data {path}: MAE (use_mae) masks all ")
+    assert "every one of the 16 steps is erroneous and there are 0 final answers; nothing to train on" in err[0]
+    assert not (tmp_path / "run" / "hf").exists()
+    assert main([*args[:1], *args[1:], "--model.init_args.use_mae=false", f"--trainer.default_root_dir={tmp_path / 'run2'}"]) == 0

@@ -42,6 +42,8 @@ from tl_lightning.data.templates import get_template
 __all__ = ["DataReport", "EncodedDataset", "ToolTrajectoryDataModule", "encode_file"]
 
 SPLITS = ("train", "val", "test")
+#: Bumped when :class:`DataReport` gains a field, so a cache written without it is not read back with a default.
+_REPORT_VERSION = "report-2"
 
 
 @dataclass
@@ -58,9 +60,25 @@ class DataReport:
     key_tokens: int = 0
     tokens: int = 0
     supervised_tokens: int = 0
+    error_step_tokens: int = 0
     truncated: int = 0
     skipped_too_long: int = 0
     skipped_other: dict[str, int] = field(default_factory=dict)
+
+    def trained_tokens(self, use_mae: bool) -> int:
+        """The supervised tokens that get a gradient: under MAE, the tokens of erroneous steps get none."""
+        return self.supervised_tokens - (self.error_step_tokens if use_mae else 0)
+
+    def nothing_to_train(self, use_mae: bool) -> str | None:
+        """Why this split leaves no token to train (or validate) on, or None. MAE on data whose every step is
+        erroneous and which has no final answer masks everything: the loss would be 0 and the gradient nothing."""
+        if self.trained_tokens(use_mae) > 0:
+            return None
+        why = (f"MAE (use_mae) masks all {self.supervised_tokens} supervised tokens: every one of the "
+               f"{self.steps} steps is erroneous and there are {self.final_answers} final answers"
+               if use_mae and self.supervised_tokens else "no supervised token")
+        return (f"{self.path}: {why}; nothing to train on (set model.init_args.use_mae false, narrow "
+                "data.init_args.error_categories, or add trajectories with successful steps or final answers)")
 
     @property
     def mean_key_tokens_per_step(self) -> float:
@@ -77,7 +95,8 @@ class DataReport:
             f"steps               {self.steps} tool-call steps, {self.final_answers} final answers",
             f"erroneous steps     {sum(self.erroneous_steps.values())} ({errors})",
             f"key tokens / step   {self.mean_key_tokens_per_step:.2f}",
-            f"tokens              {self.tokens} ({self.supervised_tokens} supervised), truncated trajectories {self.truncated}",
+            f"tokens              {self.tokens} ({self.supervised_tokens} supervised, {self.error_step_tokens} of them in "
+            f"erroneous steps: MAE drops those), truncated trajectories {self.truncated}",
         ]
 
 
@@ -158,6 +177,7 @@ def encode_file(
         report.key_tokens += int((enc.key_mask & (enc.step_ids < len(traj.steps))).sum())
         report.tokens += len(enc)
         report.supervised_tokens += int((enc.step_ids >= 0).sum())
+        report.error_step_tokens += int(enc.error_mask.sum())
         report.truncated += enc.truncated
     report.trajectories = len(items)
     report.skipped_other = dict(errors)
@@ -286,6 +306,7 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
             self.format,
             str(self.strict),
             _code_version(),
+            _REPORT_VERSION,
         ]
         key = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
         return self.cache_dir / f"{path.stem}-{self.template.name}-{key}.pt"

@@ -230,6 +230,16 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
     def on_train_epoch_start(self) -> None:
         self._last_step_time = None
 
+    def setup(self, stage: str) -> None:
+        # The datamodule has encoded its data by now (its setup runs first); data that MAE masks entirely would
+        # train on nothing (loss 0, no gradient) and validate to NaN, yet the run would end "completed".
+        reports = getattr(getattr(self._trainer, "datamodule", None), "reports", None) or {}
+        for split in ("train", "val") if stage == "fit" else ():
+            report = reports.get(split)
+            problem = report.nothing_to_train(self.hparams.use_mae) if hasattr(report, "nothing_to_train") else None
+            if problem:
+                raise ValueError(f"{split} data {problem}")
+
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
