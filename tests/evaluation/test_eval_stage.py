@@ -222,3 +222,24 @@ def test_eval_configs_instantiate(name):
     cli = TLCLI(args=["--config", str(ROOT / "configs" / "eval" / f"{name}.yaml"), "--trainer.enable_progress_bar", "false"], run=False)
     assert isinstance(cli.model, TLEvalModule) and isinstance(cli.datamodule, BenchmarkDataModule)
     assert cli.model.call_format == cli.model.template.call_format
+
+
+def test_a_set_whose_gold_the_template_cannot_read_back_is_refused_before_generating():
+    """A case none of whose acceptable answers the template can write so that its parser reads it back would be
+    scored wrong whatever the model does: the test stage refuses the set in one line. One readable answer is enough."""
+    from types import SimpleNamespace
+
+    from tl_lightning.data.cases import EvalCase
+    from tl_lightning.data.schema import Message, Tool, ToolCall
+
+    module = TLEvalModule(template="python_doc", tiny_config=TINY)
+    tools = [Tool("run", "", {"type": "object", "properties": {"code:": {"type": "string"}, "code": {"type": "string"}}})]
+
+    def case(*answers):
+        return EvalCase("rb-1", 0, tools, [Message("user", "q")], gold=[[ToolCall("run", a)] for a in answers])
+
+    module._check_names(SimpleNamespace(name="rb", cases=[case({"code": "1"}, {"code:": "1"})]))  # one answer reads back
+    with pytest.raises(ValueError, match=r"^rb case rb-1: no acceptable answer can be written by the python_doc template "
+                                         r"so that it reads back: call to 'run', argument 'code:': "):
+        module._check_names(SimpleNamespace(name="rb", cases=[case({"code:": "1"})]))
+    TLEvalModule(template="react", tiny_config=TINY)._check_names(SimpleNamespace(name="rb", cases=[case({"code:": "1"})]))

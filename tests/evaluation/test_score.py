@@ -280,3 +280,21 @@ def test_score_generates_the_quickstart_sets_into_an_empty_cache(monkeypatch, tm
     code = main(["--benchmark", "synthetic", "--data", "quickstart", "--category", "single", "--write-gold", str(gold)])
     assert code == 0
     assert len(gold.read_text().splitlines()) == 6
+
+
+def test_gold_that_the_format_cannot_read_back_is_refused_not_written():
+    """Written as Python, `get-weather(...)` parses as a subtraction: a gold file of such calls made the scorer fail
+    its own gold (TS = PI = CF = 40 in the report of issue 23). Writing it is refused, naming the case and tool."""
+    from tl_lightning.benchmarks import BenchmarkSet
+    from tl_lightning.data.cases import EvalCase
+    from tl_lightning.data.errors import ReadReport
+    from tl_lightning.data.schema import Message, Tool, ToolCall
+
+    tools = [Tool("get-weather", "", {"type": "object", "properties": {"city": {"type": "string"}}})]
+    case = EvalCase("c1", 0, tools, [Message("user", "Rome?")], gold=[[ToolCall("get-weather", {"city": "Rome"})]])
+    with pytest.raises(ValueError, match=r"^case c1: the gold call to 'get-weather' cannot be written: python writes it as "
+                                         r"'get-weather\(city=0\)', which does not parse"):
+        gold_predictions([case], "python")
+    rows = gold_predictions([case], "react")  # an Action line holds the name, and reads it back
+    bench = BenchmarkSet("t", [case], ReadReport("t"))
+    assert score_predictions(bench, rows, "corrected", "react")["CF"] == 100.0

@@ -154,6 +154,10 @@ def token_spans(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _render_checked(traj: Trajectory, tokenizer, template: Template) -> Rendered:
+    try:  # a tool or call the template cannot write so that its parser reads it back is refused, not trained on
+        template.check_readable(template.shown_tools(traj), [c for s in traj.steps for c in s.calls], tokenizer)
+    except TemplateError as e:
+        raise TemplateError(f"trajectory {traj.id}: {e}") from None
     rendered = template.render(traj, tokenizer)
     if not rendered.supervised:
         raise EncodeError(f"trajectory {traj.id}: no supervised step (no tool call and no final answer)")

@@ -31,6 +31,7 @@ from transformers import PreTrainedTokenizerBase
 from tl_lightning.benchmarks import BenchmarkSet
 from tl_lightning.checkpoints import load_pretrained
 from tl_lightning.data.cases import EvalCase, MultiTurnTask
+from tl_lightning.data.template_base import TemplateError
 from tl_lightning.data.templates import get_template
 from tl_lightning.evaluation.metrics import MultiTurnErrorRates, ToolCallAccuracy
 from tl_lightning.evaluation.multiturn import Episode
@@ -105,9 +106,27 @@ class TLEvalModule(LightningModule):
 
     def setup(self, stage: str) -> None:
         bench = self._benchmark()
+        self._check_names(bench)
         if not bench.multi_turn:
             # Built from the whole set, so every process has the same scenario list (metric state shapes).
             self.test_accuracy = ToolCallAccuracy.for_cases(bench.cases, mode=self.hparams.mode).to(self.device)
+
+    def _check_names(self, bench: BenchmarkSet) -> None:
+        """Refuse, before generating anything, a set with a case none of whose acceptable answers the template can
+        write so that its parser reads it back: that case would be scored wrong whatever the model does."""
+        for case in bench.cases:
+            if isinstance(case, MultiTurnTask) or not case.gold:
+                continue  # multi-turn calls are judged by executing them, one by one
+            problems = []
+            for answer in case.gold:
+                try:
+                    self.template.check_readable([], answer, self.tokenizer)
+                    break
+                except TemplateError as e:
+                    problems.append(str(e))
+            else:
+                raise ValueError(f"{bench.name} case {case.id}: no acceptable answer can be written by the "
+                                 f"{self.template.name} template so that it reads back: {problems[0]}")
 
     def _generate(self, trajectories) -> list[str]:
         prompts = [self.template.render_prompt(t, self.tokenizer) for t in trajectories]
