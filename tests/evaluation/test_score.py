@@ -121,13 +121,15 @@ def test_hand_computed_report(tmp_path, capsys):
         (0, True, True, True, "correct"),
         (1, True, True, False, "wrong_values"),
         (2, False, False, False, "wrong_tool"),
-        (3, False, False, False, "unparseable"),
+        (3, False, False, False, "missing"),
     ]
     assert rep["predictions"]["missing"] == ["rotbench-clean-0003"] and rep["predictions"]["unknown"] == ["index=9"]
-    assert rep["n_unparseable"] == 1 and rep["unparseable"][0]["id"] == "rotbench-clean-0003"
+    # a case without a prediction is wrong, but it is not an unparseable output: counted and printed apart
+    assert (rep["n_unparseable"], rep["unparseable"], rep["n_missing"]) == (0, [], 1)
     md = (out / "report.md").read_text()
     assert "| overall | 4 | 50.00 | 50.00 | 25.00 |" in md and "## Cases without a prediction (1)" in md
-    assert "rotbench-clean [official]: TS=50.00 PI=50.00 CF=25.00" in capsys.readouterr().out
+    assert ("rotbench-clean [official]: TS=50.00 PI=50.00 CF=25.00 (4 cases, 0 unparseable, 1 without a prediction)"
+            in capsys.readouterr().out)
 
 
 def test_cli_errors(tmp_path, capsys):
