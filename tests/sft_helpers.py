@@ -105,3 +105,11 @@ class NaNLossFromStep(TLSFTModule):
     def training_step(self, batch, batch_idx):
         loss = super().training_step(batch, batch_idx)
         return loss * float("nan") if self.global_step >= self.nan_from else loss
+
+
+class FrozenPartSFT(TLSFTModule):
+    """TLSFTModule with a frozen part kept in eval mode, as the RL modules keep their reference model."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.frozen = torch.nn.Linear(2, 2).eval().requires_grad_(False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -293,3 +294,57 @@ def test_fit_refuses_data_that_mae_masks_entirely(tmp_path, small_data, capsys):
     assert "every one of the 16 steps is erroneous and there are 0 final answers; nothing to train on" in err[0]
     assert not (tmp_path / "run" / "hf").exists()
     assert main([*args[:1], *args[1:], "--model.init_args.use_mae=false", f"--trainer.default_root_dir={tmp_path / 'run2'}"]) == 0
+
+
+# ---------------------------------------------------------------------------------------- the console
+NOISE = ("💡 Tip", "litlogger", "litmodels", "FLOPs", "LeafSpec", "transfer_batch_to_device", "module(s) in eval mode",
+         "Epoch 0/-2", "No seed found", "Trainer already configured")
+
+
+@pytest.mark.slow
+def test_a_fit_and_a_test_print_what_a_user_needs_and_no_noise(tmp_path, small_data):
+    """Real processes, as a user runs them: every line of noise the issue listed is gone, the useful ones stay."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    root = tmp_path / "run"
+    fit = [a for a in _quickstart_args(root, small_data, "--model=sft_helpers.FrozenPartSFT", f"--model.init_args.tiny_config={json.dumps(TINY)}")
+           if a != "--trainer.enable_progress_bar=false"]
+    out = subprocess.run([sys.executable, "-m", "tl_lightning", *fit], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    console = out.stdout + out.stderr
+    assert [n for n in NOISE if n in console] == []
+    assert "Run completed: 2 of 2 steps." in console and "Trainable params" in console and "Epoch 0 " in console
+    test = ["test", "--config", str(ROOT / "configs" / "eval" / "synthetic_single.yaml"), f"--model.init_args.model={root / 'hf'}",
+            "--data.init_args.limit=2", "--model.init_args.max_new_tokens=4", f"--trainer.default_root_dir={root}"]
+    out = subprocess.run([sys.executable, "-m", "tl_lightning", *test], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    console = out.stdout + out.stderr
+    assert [n for n in NOISE if n in console] == []
+    assert "synthetic-test_single [corrected]: TS=" in console and "(2 cases, " in console
+
+
+# ---------------------------------------------------------------------------------------- unreadable checkpoints
+@pytest.mark.parametrize("content", [b"garbage", b"PK\x03\x04 cut"], ids=["garbage", "truncated-zip"])
+def test_a_corrupt_checkpoint_is_one_line_naming_the_file(tmp_path, small_data, capsys, content):
+    """As a `test` model (it used to print 8 lines of jsonargparse Union text) and as `fit --ckpt_path`."""
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(content)
+    test = ["test", "--config", str(ROOT / "configs" / "eval" / "synthetic_single.yaml"), f"--model.init_args.model={bad}",
+            f"--trainer.default_root_dir={tmp_path}"]
+    fit = _quickstart_args(tmp_path / "run", small_data, f"--ckpt_path={bad}")
+    for args, what in ((test, "model.init_args.model"), (fit, "ckpt_path")):
+        assert main(args) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if line and not line.startswith(("Seed", "INFO"))]
+        assert err == [f"error: {what}: {str(bad)!r} is not a readable checkpoint (not a torch archive: truncated, corrupt "
+                       "or not written by torch.save)", "(set TL_LIGHTNING_TRACEBACK=1 for the full traceback)"]
+
+
+def test_an_error_raised_while_a_model_is_built_is_its_own_line_not_jsonargparse_union_text(tmp_path, capsys):
+    import torch
+
+    not_lightning = tmp_path / "weights.ckpt"
+    torch.save({"weights": torch.zeros(2)}, not_lightning)  # a torch archive, but no Lightning checkpoint
+    assert main(["test", "--config", str(ROOT / "configs" / "eval" / "synthetic_single.yaml"),
+                 f"--model.init_args.model={not_lightning}", f"--trainer.default_root_dir={tmp_path}"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line and not line.startswith(("Seed", "INFO"))]
+    assert err == [f"error: {not_lightning}: not a Lightning checkpoint (no 'state_dict')",
+                   "(set TL_LIGHTNING_TRACEBACK=1 for the full traceback)"]

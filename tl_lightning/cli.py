@@ -197,7 +197,6 @@ def check_config(cfg: Any) -> None:
         for key in ("model", "actor"):
             check_model_source(model.get(key), key)
             _check_checkpoint_file(model.get(key), f"model.init_args.{key}")
-    _check_checkpoint_file(cfg.get("ckpt_path"), "ckpt_path")
     _check_trainer(cfg.get("trainer"))
 
 
@@ -325,6 +324,14 @@ class TLCLI(LightningCLI):
         finally:
             for lock in self._locks:
                 lock.release()
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # Checked here, not with the rest (check_config): LightningCLI reads --ckpt_path's hyperparameters right
+        # after parsing, and a corrupt file would fail there with torch's many-line message.
+        sub = self.config.get("subcommand")
+        if sub:
+            _check_checkpoint_file(self.config[sub].get("ckpt_path"), "ckpt_path")
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         # Applied on instantiation: the datamodule loads the tokenizer, the module receives the object.
