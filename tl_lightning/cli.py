@@ -44,7 +44,6 @@ from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from tl_lightning.data.paths import is_quickstart
 from tl_lightning.rundir import RUN_OUTPUTS, RunDirLock, lock_run_dir
 
 __all__ = ["ROOT_PLACEHOLDER", "RUN_OUTPUTS", "TLCLI", "TLSaveConfigCallback", "check_config", "quiet_console"]
@@ -157,6 +156,8 @@ def check_config(cfg: Any) -> None:
     built: missing or empty data files, impossible tokenizer/model/actor sources, unreadable ``.ckpt`` files,
     unknown template, format or benchmark names, out-of-range numbers, and a validation interval longer than
     the epoch."""
+    from tl_lightning.data.paths import is_quickstart
+
     data, model = _init_args(cfg.get("data")), _init_args(cfg.get("model"))
     for key in ("train_path", "val_path", "test_path"):
         value = data.get(key)
@@ -350,6 +351,9 @@ class TLCLI(LightningCLI):
                 if ROOT_PLACEHOLDER in value:
                     container[key] = value.replace(ROOT_PLACEHOLDER, root)
         check_config(cfg)
+        # Imported here, not at the top: `fit --help` never needs the data layer.
+        from tl_lightning.data.paths import is_quickstart
+
         data = _init_args(cfg.get("data"))
         if any(is_quickstart(v) for v in data.values()):
             from tl_lightning.synthetic import ensure_quickstart_data
