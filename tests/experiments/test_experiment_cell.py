@@ -12,6 +12,7 @@ from fake_outputs import write_export
 
 from tl_lightning.experiments import cell
 from tl_lightning.experiments.cell import fit_resume_args, params_from_args
+from tl_lightning.experiments.checks import cell_problem
 
 SFT = ["--config", "configs/quickstart.yaml", "--model.init_args.use_mae=True", "--model.init_args.use_pkt=False",
        "--seed_everything=2"]
@@ -251,12 +252,12 @@ def test_a_diverged_fit_stops_the_cell_in_one_line(tmp_path, fake, capsys):
 def test_a_cell_is_finished_only_when_its_outputs_verify(tmp_path, fake):
     d = tmp_path / "c"
     assert cell.main(["--dir", str(d), "fit", *SFT]) == 0
-    assert cell.cell_problem(d) is None
+    assert cell_problem(d) is None
     (d / "ppo" / "hf" / "tokenizer.json").unlink()
-    assert "ppo" in cell.cell_problem(d)
+    assert "ppo" in cell_problem(d)
     write_export(d / "ppo" / "hf")
     (d / "sft" / "eval" / "synthetic_multi" / "report.json").write_text('{"kind": "multi_tu')  # cut mid-write
-    assert "cannot read" in cell.cell_problem(d)
+    assert "cannot read" in cell_problem(d)
     fake.calls.clear()
     assert cell.main(["--dir", str(d), "fit", *SFT]) == 0  # only the damaged test runs again
     assert _stages(fake) == ["sft/synthetic_multi"]

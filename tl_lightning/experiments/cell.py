@@ -48,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from tl_lightning.experiments.checks import report_problem
 from tl_lightning.experiments.sweep import cell_name
 from tl_lightning.rundir import RUN_OUTPUTS, fit_finished, read_run_status, write_json_atomic
 
@@ -56,12 +57,10 @@ __all__ = [
     "CellError",
     "TEST_SETS",
     "build_parser",
-    "cell_problem",
     "cell_record",
     "fit_resume_args",
     "main",
     "params_from_args",
-    "report_problem",
 ]
 
 #: The repository's configs folder (the defaults below live there).
@@ -158,39 +157,6 @@ def fit_resume_args(run_dir: Path) -> list[str] | None:
         return ["--ckpt_path", str(last)]
     # The CLI refuses a used run dir: say what to do with it.
     return ["--overwrite", "true"] if any((run_dir / n).exists() for n in RUN_OUTPUTS) else []
-
-
-def report_problem(path: Path) -> str | None:
-    """Why ``path`` is not a usable ``report.json`` (missing, unreadable, not a report); None when it is."""
-    if not path.is_file():
-        return f"{path} does not exist"
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        return f"{path}: cannot read ({e})"
-    if not isinstance(report, dict) or "kind" not in report:
-        return f"{path}: not a report"
-    return None
-
-
-def cell_problem(cell_dir: Path) -> str | None:
-    """Why the cell in ``cell_dir`` is not finished: no readable ``cell.json``, or an output it names that does
-    not verify (a stage's fit, an evaluation's report). None when everything checks."""
-    try:
-        record = json.loads((cell_dir / "cell.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        return f"{cell_dir / 'cell.json'}: cannot read ({type(e).__name__})"
-    if not isinstance(record, dict):
-        return f"{cell_dir / 'cell.json'}: not a JSON object"
-    for stage in record.get("stages") or {}:
-        if not fit_finished(cell_dir / stage):
-            return f"{cell_dir / stage}: the fit is not finished (no completed run_status.json with a whole hf/ export)"
-    for evaluation in record.get("evaluations") or []:
-        for rel in (evaluation.get("reports") or {}).values():
-            problem = report_problem(cell_dir / rel)
-            if problem:
-                return problem
-    return None
 
 
 def _stage_env(name: str, stage: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ each command a subprocess in its own process group, its output appended to ``OUT
 
 A cell is finished when ``OUT/<cell name>/cell.json`` exists (the cell writes it; for other commands the
 runner does, after exit code 0) and what it vouches for verifies: a ``cell``'s fits and reports
-(:func:`~tl_lightning.experiments.cell.cell_problem`), a plain ``fit``'s status and HF export
+(:func:`~tl_lightning.experiments.checks.cell_problem`), a plain ``fit``'s status and HF export
 (:func:`tl_lightning.rundir.fit_finished`). Finished cells are skipped, so rerunning the same command resumes a
 killed grid. Ctrl-C or SIGTERM ends the running cell's whole process group (its stages included) before the
 runner exits. The progress bar's ETA is the mean wall time of the finished cells times the cells left.
@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tl_lightning.experiments.cell import CellError, cell_problem, fit_resume_args
+from tl_lightning.experiments.cell import CellError, fit_resume_args
+from tl_lightning.experiments.checks import cell_problem
 from tl_lightning.experiments.sweep import SweepError, cell_name, expand_command, grid, load_sweep, macro_args
 from tl_lightning.rundir import fit_finished, write_json_atomic
 
