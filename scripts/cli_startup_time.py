@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
             for key, root in roots.items():  # interleaved: both see the same load
                 times[key].append(_time(cmd, root))
         cells = [f"{k} {min(t):6.2f} s (median {statistics.median(t):.2f})" for k, t in times.items()]
-        print(f"{name:38s} " + "   ".join(cells))
+        print(f"{name:38s} " + "   ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -140,22 +140,21 @@ class DivergenceGuard(Callback):
             )
 
     def check(self, trainer: Trainer, logged: bool = False) -> None:
-        """Raise :class:`DivergenceError` if a step's loss (or, with ``logged``, a logged training loss) is not finite."""
+        """Raise :class:`DivergenceError` if a step's loss (or, with ``logged``, a logged training loss) is not finite
+        on any rank (every rank decides together, so none is left waiting in a collective)."""
         step = int(self._first_bad) if self._first_bad is not None else -1  # the one host sync, every N steps
-        if trainer.strategy.reduce_boolean_decision(step >= 0, all=False):
-            where = f"at step {step}" if step >= 0 else "on another rank"
-            raise DivergenceError(
-                f"training diverged: the loss became non-finite {where} (see metrics.csv); the run stops "
-                "without an export (lower the learning rate or clip gradients)", step if step >= 0 else None
-            )
-        if logged:
-            for key, value in trainer.callback_metrics.items():
-                if key.startswith("train/") and "loss" in key and isinstance(value, torch.Tensor) and value.numel() == 1:
-                    if not math.isfinite(float(value)):
-                        raise DivergenceError(
-                            f"training diverged: {key} is {float(value)} at step {self._step}; the run stops "
-                            "without an export (lower the learning rate or clip gradients)", self._step
-                        )
+        metric = None
+        for key, value in trainer.callback_metrics.items() if logged else ():
+            if key.startswith("train/") and "loss" in key and isinstance(value, torch.Tensor) and value.numel() == 1:
+                if not math.isfinite(float(value)):
+                    metric = f"{key} is {float(value)} at step {self._step}"
+                    break
+        if not trainer.strategy.reduce_boolean_decision(step >= 0 or metric is not None, all=False):
+            return
+        where = (f"the loss became non-finite at step {step} (see metrics.csv)" if step >= 0
+                 else metric or "the loss became non-finite on another rank")
+        raise DivergenceError(f"training diverged: {where}; the run stops without an export (lower the learning rate "
+                              "or clip gradients)", step if step >= 0 else (self._step if metric else None))
 
 
 def _local(p: torch.Tensor) -> torch.Tensor:

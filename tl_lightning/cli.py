@@ -23,8 +23,9 @@ and then ``run_status.json`` atomically (:mod:`tl_lightning.rundir`).
 
 Bad arguments (missing files, unknown template, format or benchmark names, out-of-range numbers) are
 reported in one line before any model is built; ``TL_LIGHTNING_TRACEBACK=1`` shows the full traceback.
-The console keeps what a user needs: Lightning's product tips, its FLOPs count and two deprecation notices
-of its own code are filtered out (:func:`quiet_console`).
+The console keeps what a user needs: Lightning's product tips, a deprecation notice from its own code and its
+eval-mode note (frozen reference models are in eval mode on purpose) are filtered out (:func:`quiet_console`),
+and the model summary drops its FLOPs count, always 0 here (:class:`~tl_lightning.callbacks.TLModelSummary`).
 """
 
 from __future__ import annotations
