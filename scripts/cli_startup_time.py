@@ -1,38 +1,57 @@
 """How long the CLI takes to answer without training: ``--help``, ``fit --help`` and an argument error.
 
-    python scripts/cli_startup_time.py            # median of 3 runs per command, plus `import lightning` alone
+    python scripts/cli_startup_time.py                      # 3 runs per command, plus `import lightning` alone
+    python scripts/cli_startup_time.py 5 --other ../main    # side by side with another checkout, runs interleaved
 
 Every LightningCLI command imports Lightning (and with it torch and torchmetrics) to build its parser, so
 ``import lightning.pytorch.cli`` is printed as the floor; tl_lightning's own share is the difference.
-Target: under 3 s for ``fit --help`` and for an argument error on an idle machine.
+``python -m tl_lightning --help`` answers without Lightning. On a shared, busy machine compare the minimums
+(the runs least disturbed), and time two checkouts in one call (``--other``) so both see the same load.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 COMMANDS = {
-    "import lightning.pytorch.cli (floor)": [sys.executable, "-c", "import lightning.pytorch.cli"],
-    "--help": [sys.executable, "-m", "tl_lightning", "--help"],
-    "fit --help": [sys.executable, "-m", "tl_lightning", "fit", "--help"],
-    "score --help": [sys.executable, "-m", "tl_lightning", "score", "--help"],
-    "fit, missing train file": [sys.executable, "-m", "tl_lightning", "fit", "--config", "configs/quickstart.yaml",
+    "import lightning.pytorch.cli (floor)": ["-c", "import lightning.pytorch.cli"],
+    "--help": ["-m", "tl_lightning", "--help"],
+    "fit --help": ["-m", "tl_lightning", "fit", "--help"],
+    "score --help": ["-m", "tl_lightning", "score", "--help"],
+    "fit, missing train file": ["-m", "tl_lightning", "fit", "--config", "configs/quickstart.yaml",
                                 "--data.init_args.train_path=/no/such.jsonl"],
 }
 
 
-def main(repeats: int = 3) -> None:
+def _time(args: list[str], root: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *args], capture_output=True, cwd=root, env=env)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("repeats", nargs="?", type=int, default=3)
+    p.add_argument("--other", type=Path, default=None, help="another checkout to time side by side (e.g. main)")
+    args = p.parse_args(argv)
+    roots = {"this": Path(__file__).resolve().parents[1]}
+    if args.other is not None:
+        roots["other"] = args.other.resolve()
     for name, cmd in COMMANDS.items():
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            subprocess.run(cmd, capture_output=True)
-            times.append(time.perf_counter() - start)
-        print(f"{name:40s} {statistics.median(times):6.2f} s (min {min(times):.2f})")
+        times: dict[str, list[float]] = {k: [] for k in roots}
+        for _ in range(args.repeats):
+            for key, root in roots.items():  # interleaved: both see the same load
+                times[key].append(_time(cmd, root))
+        cells = [f"{k} {min(t):6.2f} s (median {statistics.median(t):.2f})" for k, t in times.items()]
+        print(f"{name:38s} " + "   ".join(cells), flush=True)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    main()

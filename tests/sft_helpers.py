@@ -1,5 +1,5 @@
 """Test helpers for the SFT module and CLI: a hand-built datamodule of TrajectoryBatches, tiny model sizes,
-a callback that stalls a run so a test can kill it.
+a callback that stalls a run so a test can kill it, a module whose loss turns NaN at a chosen step.
 
 Importable by ``class_path: sft_helpers.HandBuiltDataModule`` (pytest puts ``tests/`` on ``sys.path``;
 subprocess tests add it to ``PYTHONPATH``).
@@ -15,6 +15,7 @@ from lightning.pytorch import Callback, LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler
 
 from tl_lightning.data.batch import IGNORE_INDEX, EncodedTrajectory, collate_encoded
+from tl_lightning.modules.sft import TLSFTModule
 
 #: A 2-layer, 32-wide LLaMA: fast enough for multi-process tests on 2 cores.
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
@@ -92,3 +93,23 @@ class StallAfterStep(Callback):
             if trainer.global_rank == 0:
                 Path(self.marker).write_text(str(self.step))
             time.sleep(600)
+
+
+class NaNLossFromStep(TLSFTModule):
+    """TLSFTModule whose training loss turns NaN from optimizer step ``nan_from`` on (0-based, as metrics.csv)."""
+
+    def __init__(self, *args, nan_from: int = 3, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.nan_from = nan_from
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.global_step >= self.nan_from else loss
+
+
+class FrozenPartSFT(TLSFTModule):
+    """TLSFTModule with a frozen part kept in eval mode, as the RL modules keep their reference model."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.frozen = torch.nn.Linear(2, 2).eval().requires_grad_(False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -12,8 +14,10 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import RichProgressBar
 
-from tl_lightning.__main__ import EXTRA_COMMANDS, main
+from tl_lightning.__main__ import EXTRA_COMMANDS, SUBCOMMANDS, main
 from tl_lightning.cli import TLCLI
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
         "intermediate_size": 64}
@@ -40,12 +44,35 @@ def config(tmp_path):
 
 
 def test_help_lists_every_subcommand(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert set(SUBCOMMANDS) == set(TLCLI.subcommands()) | set(EXTRA_COMMANDS)  # the fast help stays in sync
+    for cmd in SUBCOMMANDS:
+        assert f"\n  {cmd} " in out
+
+
+def test_top_level_help_starts_without_lightning():
+    """`python -m tl_lightning --help` is a real process: it must answer without importing Lightning or torch
+    (about 8 s of imports on 2 busy cores; the answer itself needs neither)."""
+    code = ("import sys; from tl_lightning.__main__ import main; main(['--help']); "
+            "print(sorted(m for m in ('lightning', 'torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "subcommands:" in out.stdout and out.stdout.strip().splitlines()[-1] == "[]"
+    assert subprocess.run([sys.executable, "-m", "tl_lightning", "--help"], capture_output=True, timeout=60,
+                          cwd=ROOT).returncode == 0
+
+
+def test_fit_help_says_how_to_see_a_modules_options(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["--help"])
+        main(["fit", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ["fit", "validate", "test", "predict", "score"]:
-        assert cmd in out
+    assert "--model.help" in out and "use_mae" in out and "w_max" in out and "TLSFTModule" in out
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", "tl_lightning.modules.sft.TLSFTModule"])  # as the help says
+    out = capsys.readouterr().out
+    assert "--model.use_mae" in out and "--model.w_max" in out
 
 
 def test_extra_commands_do_not_shadow_lightning_subcommands():
@@ -210,3 +237,114 @@ def test_run_status_names_the_time_limit_even_when_the_cut_epoch_was_counted():
     assert status["stopped_by"] == "max_time" and status["completed"] is False
     timer.time_remaining = lambda: 30.0
     assert run_status(trainer) == {**status, "stopped_by": "max_epochs", "completed": True}
+
+
+# ---------------------------------------------------------------------------------------- a tokenizer larger than the model
+@pytest.fixture
+def short_embedding_export(tmp_path):
+    """An HF export whose embedding has 10 rows fewer than the tokenizer saved beside it (a mismatched export)."""
+    from tl_lightning.models import load_causal_lm
+    from tl_lightning.tokenization import load_tokenizer
+
+    tok = load_tokenizer("tl-tiny")
+    model = load_causal_lm("tl-tiny", tokenizer=tok, tiny_config=TINY)
+    model.resize_token_embeddings(len(tok) - 10)
+    out = tmp_path / "short"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out, len(tok)
+
+
+def test_test_refuses_a_model_smaller_than_its_tokenizer(short_embedding_export, tmp_path, capsys):
+    export, n = short_embedding_export
+    assert main(["test", "--config", str(ROOT / "configs" / "eval" / "synthetic_single.yaml"),
+                 f"--model.init_args.model={export}", "--data.init_args.limit=2", "--trainer.enable_progress_bar=false",
+                 f"--trainer.default_root_dir={tmp_path}"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert err == [f"error: model {str(export)!r} has {n - 10} embedding rows but its tokenizer has {n} tokens: it was "
+                   f"not trained with this tokenizer (ids >= {n - 10} would read untrained rows); give the tokenizer "
+                   "it was trained with (an HF export or checkpoint carries its own)"]
+    assert not (tmp_path / "eval").exists()
+
+
+def test_fit_announces_growing_the_embedding(short_embedding_export, tmp_path, small_data):
+    export, n = short_embedding_export
+    with pytest.warns(UserWarning, match=f"has {n - 10} embedding rows but its tokenizer has {n} tokens: growing"):
+        assert main(_quickstart_args(tmp_path / "run", small_data, f"--model.init_args.model={export}",
+                                     "--model.init_args.tiny_config=null", "--data.init_args.tokenizer=tl-tiny")) == 0
+
+
+# ---------------------------------------------------------------------------------------- data MAE masks entirely
+def test_fit_refuses_data_that_mae_masks_entirely(tmp_path, small_data, capsys):
+    """Every step erroneous and no final answer: MAE leaves nothing to train on (the run used to end "completed"
+    with train/loss 0.0 and val/loss nan). Without MAE the same data trains."""
+    from tl_lightning.data.readers import write_openai_jsonl
+    from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
+
+    tools = [Tool("get_weather", "Weather.", {"type": "object", "properties": {"city": {"type": "string"}}}, ("city",))]
+    bad = Step([ToolCall("get_weather", {"town": "Rome"})],
+               feedback=["get_weather() got an unexpected keyword argument 'town'"])
+    path = tmp_path / "all_errors.jsonl"
+    write_openai_jsonl([Trajectory(f"t{i}", tools, [Message("user", "Rome?")], [bad, bad]) for i in range(8)], path)
+    args = _quickstart_args(tmp_path / "run", small_data, f"--data.init_args.train_path={path}",
+                            f"--data.init_args.val_path={path}", "--trainer.val_check_interval=1")
+    assert main(args) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith(f"error: train data {path}: MAE (use_mae) masks all ")
+    assert "every one of the 16 steps is erroneous and there are 0 final answers; nothing to train on" in err[0]
+    assert not (tmp_path / "run" / "hf").exists()
+    assert main([*args[:1], *args[1:], "--model.init_args.use_mae=false", f"--trainer.default_root_dir={tmp_path / 'run2'}"]) == 0
+
+
+# ---------------------------------------------------------------------------------------- the console
+NOISE = ("💡 Tip", "litlogger", "litmodels", "FLOPs", "LeafSpec", "transfer_batch_to_device", "module(s) in eval mode",
+         "Epoch 0/-2", "No seed found", "Trainer already configured")
+
+
+@pytest.mark.slow
+def test_a_fit_and_a_test_print_what_a_user_needs_and_no_noise(tmp_path, small_data):
+    """Real processes, as a user runs them: every line of noise the issue listed is gone, the useful ones stay."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    root = tmp_path / "run"
+    fit = [a for a in _quickstart_args(root, small_data, "--model=sft_helpers.FrozenPartSFT", f"--model.init_args.tiny_config={json.dumps(TINY)}")
+           if a != "--trainer.enable_progress_bar=false"]
+    out = subprocess.run([sys.executable, "-m", "tl_lightning", *fit], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    console = out.stdout + out.stderr
+    assert [n for n in NOISE if n in console] == []
+    assert "Run completed: 2 of 2 steps." in console and "Trainable params" in console and "Epoch 0 " in console
+    test = ["test", "--config", str(ROOT / "configs" / "eval" / "synthetic_single.yaml"), f"--model.init_args.model={root / 'hf'}",
+            "--data.init_args.limit=2", "--model.init_args.max_new_tokens=4", f"--trainer.default_root_dir={root}"]
+    out = subprocess.run([sys.executable, "-m", "tl_lightning", *test], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    console = out.stdout + out.stderr
+    assert [n for n in NOISE if n in console] == []
+    assert "synthetic-test_single [corrected]: TS=" in console and "(2 cases, " in console
+
+
+# ---------------------------------------------------------------------------------------- unreadable checkpoints
+@pytest.mark.parametrize("content", [b"garbage", b"PK\x03\x04 cut"], ids=["garbage", "truncated-zip"])
+def test_a_corrupt_checkpoint_is_one_line_naming_the_file(tmp_path, small_data, capsys, content):
+    """As a `test` model (it used to print 8 lines of jsonargparse Union text) and as `fit --ckpt_path`."""
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(content)
+    test = ["test", "--config", str(ROOT / "configs" / "eval" / "synthetic_single.yaml"), f"--model.init_args.model={bad}",
+            f"--trainer.default_root_dir={tmp_path}"]
+    fit = _quickstart_args(tmp_path / "run", small_data, f"--ckpt_path={bad}")
+    for args, what in ((test, "model.init_args.model"), (fit, "ckpt_path")):
+        assert main(args) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if line and not line.startswith(("Seed", "INFO"))]
+        assert err == [f"error: {what}: {str(bad)!r} is not a readable checkpoint (not a torch archive: truncated, corrupt "
+                       "or not written by torch.save)", "(set TL_LIGHTNING_TRACEBACK=1 for the full traceback)"]
+
+
+def test_an_error_raised_while_a_model_is_built_is_its_own_line_not_jsonargparse_union_text(tmp_path, capsys):
+    import torch
+
+    not_lightning = tmp_path / "weights.ckpt"
+    torch.save({"weights": torch.zeros(2)}, not_lightning)  # a torch archive, but no Lightning checkpoint
+    assert main(["test", "--config", str(ROOT / "configs" / "eval" / "synthetic_single.yaml"),
+                 f"--model.init_args.model={not_lightning}", f"--trainer.default_root_dir={tmp_path}"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line and not line.startswith(("Seed", "INFO"))]
+    assert err == [f"error: {not_lightning}: not a Lightning checkpoint (no 'state_dict')",
+                   "(set TL_LIGHTNING_TRACEBACK=1 for the full traceback)"]

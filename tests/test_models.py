@@ -32,7 +32,11 @@ def test_from_pretrained_path_dtype_train_mode_and_resize(tiny_tokenizer, tmp_pa
     base = load_causal_lm("tl-tiny", tokenizer=tiny_tokenizer, tiny_config=SMALL)
     base.resize_token_embeddings(len(tiny_tokenizer) - 10)  # a checkpoint smaller than the tokenizer
     base.save_pretrained(tmp_path)
-    model = load_causal_lm(str(tmp_path), tokenizer=tiny_tokenizer, dtype="bfloat16", gradient_checkpointing=True)
+    with pytest.raises(ValueError, match=f"has {len(tiny_tokenizer) - 10} embedding rows but its tokenizer has "
+                                         f"{len(tiny_tokenizer)} tokens: it was not trained with this tokenizer"):
+        load_causal_lm(str(tmp_path), tokenizer=tiny_tokenizer, resize_embeddings=False)
+    with pytest.warns(UserWarning, match=f"growing the embedding to {len(tiny_tokenizer)} rows"):
+        model = load_causal_lm(str(tmp_path), tokenizer=tiny_tokenizer, dtype="bfloat16", gradient_checkpointing=True)
     assert model.training, "from_pretrained returns eval mode; load_causal_lm must switch to train"
     assert model.dtype == torch.bfloat16
     assert model.get_input_embeddings().num_embeddings == len(tiny_tokenizer)

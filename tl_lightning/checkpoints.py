@@ -16,6 +16,7 @@ A tl_lightning ``.ckpt`` holds, besides Lightning's state:
 
 from __future__ import annotations
 
+import pickle
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -111,7 +112,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = str(path)
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint ({first[:200]})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return Checkpoint(
@@ -135,6 +140,7 @@ def load_pretrained(
     tokenizer: PreTrainedTokenizerBase | str | None = None,
     gradient_checkpointing: bool = False,
     tiny_config: dict[str, Any] | None = None,
+    resize_embeddings: bool = True,
 ) -> Loaded:
     """The one loader: a TLSFTModule / TLPPOModule ``.ckpt``, an HF directory or hub id, or a shipped name
     (``"tl-tiny"``, :data:`~tl_lightning.models.SHIPPED_MODELS`).
@@ -144,13 +150,17 @@ def load_pretrained(
     its stored tokenizer is used unless ``tokenizer`` is given, and its ``dtype`` unless ``dtype`` is.
     ``tiny_config`` applies to ``"tl-tiny"`` only (a checkpoint's architecture is its own). The model
     comes back in train mode, as :func:`~tl_lightning.models.load_causal_lm` gives it.
+    ``resize_embeddings=False`` refuses an HF model whose embedding is smaller than the tokenizer instead of
+    growing it (evaluation: such a model was not trained with that tokenizer); a ``.ckpt`` holds its trained
+    rows, whatever size they are.
     """
     source = str(source)
     check_model_source(source)
     if not source.endswith(".ckpt"):
         tok = resolve_tokenizer(tokenizer, default=default_tokenizer(source))
         model = load_causal_lm(
-            source, tokenizer=tok, dtype=dtype, gradient_checkpointing=gradient_checkpointing, tiny_config=tiny_config
+            source, tokenizer=tok, dtype=dtype, gradient_checkpointing=gradient_checkpointing, tiny_config=tiny_config,
+            resize_embeddings=resize_embeddings,
         )
         return Loaded(model, tok)
     ckpt = read_checkpoint(source)
@@ -163,13 +173,17 @@ def load_pretrained(
     hp = ckpt.hyper_parameters
     base = str(hp.get(ckpt.lm_key, TINY_MODEL))
     dtype = dtype if dtype is not None else hp.get("dtype")
-    if base.endswith(".ckpt"):
-        model = load_pretrained(base, dtype=dtype, tokenizer=tok, gradient_checkpointing=gradient_checkpointing).model
-    else:
-        model = load_causal_lm(
-            base, tokenizer=tok, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
-            lora=hp.get("lora"), tiny_config=hp.get("tiny_config"),
-        )
+    # The base is rebuilt at the size training left it: an embedding grown to this tokenizer during training is
+    # grown again here, silently, and then filled with its trained rows (a wrong size fails in load_state_dict).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*growing the embedding")
+        if base.endswith(".ckpt"):
+            model = load_pretrained(base, dtype=dtype, tokenizer=tok, gradient_checkpointing=gradient_checkpointing).model
+        else:
+            model = load_causal_lm(
+                base, tokenizer=tok, dtype=dtype, gradient_checkpointing=gradient_checkpointing,
+                lora=hp.get("lora"), tiny_config=hp.get("tiny_config"),
+            )
     model.load_state_dict(ckpt.lm_weights())
     return Loaded(model.train(), tok, ckpt.template)
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -158,6 +159,7 @@ def load_causal_lm(
     lora: dict[str, Any] | None = None,
     tiny_config: dict[str, Any] | None = None,
     attn_implementation: str | None = None,
+    resize_embeddings: bool = True,
 ) -> PreTrainedModel:
     """Load a causal LM, in train mode (``from_pretrained`` returns eval mode, which turns dropout off).
 
@@ -166,7 +168,10 @@ def load_causal_lm(
             tokenizer's), a shipped pretrained name (:data:`SHIPPED_MODELS`), or any hub name / local
             directory that ``AutoModelForCausalLM`` loads.
         tokenizer: the tokenizer the data is encoded with (object or name); its pad id is written to the
-            model config, and embeddings are resized when it has more tokens than the model.
+            model config. When it has more tokens than the model's embedding, the embedding grows to fit
+            (with a warning: the new rows start random), or, with ``resize_embeddings=False``, the model is
+            refused as a mismatch (``ValueError``): what evaluation wants, a model must be scored with the
+            tokenizer it was trained with.
             ``None`` = the shipped ``tl-tiny`` tokenizer for ``"tl-tiny"``, ``tl-small`` for
             ``"tl-small-base"``, else ``name_or_path``'s own.
         dtype: parameter dtype (``"bfloat16"``, ``torch.float32``, ``"auto"``...). Under mixed precision
@@ -190,7 +195,16 @@ def load_causal_lm(
     else:
         kwargs = {"dtype": torch_dtype} if torch_dtype is not None else {}
         model = AutoModelForCausalLM.from_pretrained(model_path(name_or_path), **kwargs)
-        if len(tok) > model.get_input_embeddings().num_embeddings:
+        rows = model.get_input_embeddings().num_embeddings
+        if len(tok) > rows:
+            what = f"model {name_or_path!r} has {rows} embedding rows but its tokenizer has {len(tok)} tokens"
+            if not resize_embeddings:
+                raise ValueError(
+                    f"{what}: it was not trained with this tokenizer (ids >= {rows} would read untrained rows); give "
+                    "the tokenizer it was trained with (an HF export or checkpoint carries its own)"
+                )
+            warnings.warn(f"{what}: growing the embedding to {len(tok)} rows (the new rows start random and are only "
+                          "as good as the training that follows)", stacklevel=2)
             model.resize_token_embeddings(len(tok))
         model.config.pad_token_id = tok.pad_token_id
         if getattr(model, "generation_config", None) is not None:

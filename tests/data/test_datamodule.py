@@ -51,6 +51,11 @@ def test_encode_file_report(train_file, tiny_tokenizer):
     assert report.tokens == sum(len(dataset[i]) for i in range(2))
     item = dataset[0]
     assert torch.equal(item.error_mask, item.step_ids == 0) and item.error_mask.any()
+    # MAE drops the supervised tokens of a's failed step 0: counted apart, so the table says what trains.
+    assert report.error_step_tokens == int((item.step_ids == 0).sum()) > 0
+    assert report.trained_tokens(use_mae=True) == report.supervised_tokens - report.error_step_tokens
+    assert report.trained_tokens(use_mae=False) == report.supervised_tokens
+    assert report.nothing_to_train(use_mae=True) is None
 
 
 def test_datamodule_batches_cache_and_report(train_file, tiny_tokenizer, tmp_path, capsys):

@@ -338,3 +338,82 @@ def test_supervised_steps_parse_back_with_call_format(tiny_tokenizer, name, kw):
         parsed = parse_calls(r.text[seg.start : seg.end].removesuffix(eot), template.call_format)
         assert parsed.error is None
         assert [(c.name, c.arguments) for c in parsed.calls] == [(c.name, c.arguments) for c in step.calls]
+
+
+# ---------------------------------------------------------------------------------------- names that read back
+# Tool and argument names: plain identifiers, dotted paths, keywords, and anything else text can hold (hyphens,
+# emoji, NFKC-folded letters, blanks, quotes, backticks, line breaks...).
+_NAME_OR_ARG = st.one_of(
+    st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}(\.[A-Za-z_][A-Za-z0-9_]{0,5})?", fullmatch=True),
+    st.sampled_from(["class", "from", "None", "__debug__", "get-weather", "🌤", "ﬁnd", "get weather", " x", "x ", "a`b",
+                     "x`", 'say"hi', "back\\slash", "a\nb", "Action: x", "finish"]),
+    st.text(min_size=1, max_size=12),
+)
+
+
+@settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(ALL), name=_NAME_OR_ARG, args=st.lists(_NAME_OR_ARG, max_size=3, unique=True))
+def test_every_template_reads_back_every_tool_it_accepts_and_refuses_the_rest(tiny_tokenizer, which, name, args):
+    """The property of issue 23: encoding either refuses a trajectory, with a TemplateError naming the tool (and the
+    argument), or its supervised call parses back, with the template's own call format, to the same name and
+    argument names. A refused one indeed does not read back when rendered anyway."""
+    from tl_lightning.tools.calls import parse_calls
+
+    template = get_template(which[0], **which[1])
+    tool = Tool(name, "A tool.", {"type": "object", "properties": {a: {"type": "string"} for a in args}})
+    traj = Trajectory("p", [tool], [Message("user", "q")], [Step([ToolCall(name, dict.fromkeys(args, "v"))], feedback=["ok"])],
+                      final_answer="done")
+    eot = template.end_of_turn(tiny_tokenizer)
+
+    def read_back() -> list[tuple[str, list[str]]] | None:
+        try:
+            r = template.render(traj, tiny_tokenizer)
+        except TemplateError:
+            return None
+        seg = r.supervised[0]
+        parsed = parse_calls(r.text[seg.start : seg.end].removesuffix(eot), template.call_format)
+        return [(c.name, list(c.arguments)) for c in parsed.calls] if parsed.ok else None
+
+    try:
+        encode_trajectory(traj, tiny_tokenizer, template)  # the path every training trajectory takes
+    except TemplateError as e:
+        message, head = str(e), f"trajectory p: tool {name!r}"
+        assert message.startswith(head) and "\n" not in message  # one line, naming the tool
+        rest = message[len(head):]
+        assert rest.startswith(": the ") or any(rest.startswith(f", argument {a!r}: the ") for a in args)
+        assert read_back() != [(name, args)]
+        return
+    assert read_back() == [(name, args)]
+
+
+@pytest.mark.parametrize(("name", "args", "culprit"), [
+    ("get-weather", [], "tool 'get-weather'"),
+    ("🌤", [], "tool '🌤'"),
+    ("ﬁnd", [], "tool 'ﬁnd'"),  # Python reads this identifier as 'find' (NFKC)
+    ("get_weather", ["city", "class"], "tool 'get_weather', argument 'class'"),
+    ("get_weather", ["from"], "tool 'get_weather', argument 'from'"),
+])
+def test_python_templates_refuse_names_python_cannot_write(tiny_tokenizer, name, args, culprit):
+    tool = Tool(name, "", {"type": "object", "properties": {a: {"type": "string"} for a in args}})
+    traj = Trajectory("t7", [tool], [Message("user", "q")], final_answer="done")  # the tool is listed, never called
+    for template in ("python_doc", "python_sig"):
+        with pytest.raises(TemplateError, match="^trajectory t7: " + culprit.replace("(", r"\(") + ": the "):
+            encode_trajectory(traj, tiny_tokenizer, get_template(template))
+    encode_trajectory(traj, tiny_tokenizer, get_template("react"))  # an Action line holds these names
+
+
+def test_a_training_file_with_an_unwritable_tool_fails_naming_file_record_and_tool(tmp_path, tiny_tokenizer):
+    from tl_lightning.data.datamodule import ToolTrajectoryDataModule
+    from tl_lightning.data.readers import write_openai_jsonl
+
+    tools = [Tool("get-weather", "", {"type": "object", "properties": {"city": {"type": "string"}}}, ("city",))]
+    step = Step([ToolCall("get-weather", {"city": "Rome"})], feedback=['{"t": 3}'])
+    path = tmp_path / "train.jsonl"
+    write_openai_jsonl([Trajectory("w1", tools, [Message("user", "Rome?")], [step], final_answer="3 C")], path)
+    dm = ToolTrajectoryDataModule(train_path=str(path), template="python_sig", tokenizer=tiny_tokenizer, cache=False)
+    with pytest.raises(TemplateError, match=rf"^{path}: trajectory w1: tool 'get-weather': the python_sig template writes "
+                                            r"it as 'get-weather\(\)', which does not parse"):
+        dm.setup("fit")
+    lenient = ToolTrajectoryDataModule(train_path=str(path), template="react", tokenizer=tiny_tokenizer, cache=False)
+    lenient.setup("fit")  # react writes it on an Action line, and reads it back
+    assert len(lenient.datasets["train"]) == 1

@@ -222,3 +222,69 @@ def test_eval_configs_instantiate(name):
     cli = TLCLI(args=["--config", str(ROOT / "configs" / "eval" / f"{name}.yaml"), "--trainer.enable_progress_bar", "false"], run=False)
     assert isinstance(cli.model, TLEvalModule) and isinstance(cli.datamodule, BenchmarkDataModule)
     assert cli.model.call_format == cli.model.template.call_format
+
+
+def test_a_set_whose_gold_the_template_cannot_read_back_is_refused_before_generating():
+    """A case none of whose acceptable answers the template can write so that its parser reads it back would be
+    scored wrong whatever the model does: the test stage refuses the set in one line. One readable answer is enough."""
+    from types import SimpleNamespace
+
+    from tl_lightning.data.cases import EvalCase
+    from tl_lightning.data.schema import Message, Tool, ToolCall
+
+    module = TLEvalModule(template="python_doc", tiny_config=TINY)
+    tools = [Tool("run", "", {"type": "object", "properties": {"code:": {"type": "string"}, "code": {"type": "string"}}})]
+
+    def case(*answers):
+        return EvalCase("rb-1", 0, tools, [Message("user", "q")], gold=[[ToolCall("run", a)] for a in answers])
+
+    module._check_names(SimpleNamespace(name="rb", cases=[case({"code": "1"}, {"code:": "1"})]))  # one answer reads back
+    with pytest.raises(ValueError, match=r"^rb case rb-1: no acceptable answer can be written by the python_doc template "
+                                         r"so that it reads back: call to 'run', argument 'code:': "):
+        module._check_names(SimpleNamespace(name="rb", cases=[case({"code:": "1"})]))
+    TLEvalModule(template="react", tiny_config=TINY)._check_names(SimpleNamespace(name="rb", cases=[case({"code:": "1"})]))
+
+
+def _eval_args(tmp_path, split: str, *extra: str) -> list[str]:
+    return ["--config", str(ROOT / "configs" / "eval" / f"synthetic_{split}.yaml"),
+            "--model.init_args.tiny_config", json.dumps(TINY), "--model.init_args.max_new_tokens", "8",
+            "--model.init_args.output_dir", str(tmp_path / "out"), "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(tmp_path), *extra]
+
+
+def test_a_partial_test_reports_over_the_cases_it_ran_and_says_so(tmp_path, caplog, monkeypatch):
+    """`--trainer.limit_test_batches 2` used to report TS over the whole set, the cases never run counted as wrong
+    and unparseable ("300 cases, 269 unparseable") while the metrics said test/n 32."""
+    from tl_lightning.__main__ import main
+
+    monkeypatch.setattr("sys.argv", ["tl-lightning"])
+    assert main(["test", *_eval_args(tmp_path, "single", "--data.init_args.limit", "20", "--data.init_args.batch_size", "4",
+                                     "--trainer.limit_test_batches", "2")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n"] == 8 and len(report["cases"]) == 8 and report["n_unparseable"] <= 8
+    assert report["partial"] == {"cases_run": 8, "cases_in_set": 20, "why": "trainer.limit_test_batches=2"}
+    assert report["data"]["notes"] == ["limit: the first 20 of 300 cases"]
+    assert len(read_predictions(tmp_path / "out" / "predictions.jsonl")) == 8
+    assert "(8 of 20 cases, a partial run (trainer.limit_test_batches=2), " in caplog.text
+    assert "**Partial run**: 8 of 20 cases" in (tmp_path / "out" / "report.md").read_text()
+    # the whole (limited) set: not partial
+    assert main(["test", *_eval_args(tmp_path, "single", "--data.init_args.limit", "6")]) == 0
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["partial"] is None
+
+
+@pytest.mark.parametrize("split", ["single", "multi"])
+def test_predict_writes_the_predictions_file_that_score_reads(tmp_path, caplog, monkeypatch, split):
+    from tl_lightning.__main__ import main
+    from tl_lightning.evaluation.score import main as score
+
+    monkeypatch.setattr("sys.argv", ["tl-lightning"])
+    assert main(["predict", *_eval_args(tmp_path, split, "--data.init_args.limit", "3")]) == 0
+    path = tmp_path / "out" / "predictions.jsonl"
+    rows = read_predictions(path)
+    assert [r["index"] for r in rows] == [0, 1, 2] and all(("output" if split == "single" else "turns") in r for r in rows)
+    assert f"3 predictions written to {path}" in caplog.text
+    assert not (tmp_path / "out" / "report.json").exists()  # predict does not score
+    assert score(["--benchmark", "synthetic", "--data", "quickstart", "--category", split, "--predictions", str(path),
+                  "--output", str(tmp_path / "scored")]) == 0
+    report = json.loads((tmp_path / "scored" / "report.json").read_text())
+    assert len(report["predictions"]["missing"]) == len(report["cases"]) - 3  # score reads the whole set

@@ -121,13 +121,15 @@ def test_hand_computed_report(tmp_path, capsys):
         (0, True, True, True, "correct"),
         (1, True, True, False, "wrong_values"),
         (2, False, False, False, "wrong_tool"),
-        (3, False, False, False, "unparseable"),
+        (3, False, False, False, "missing"),
     ]
     assert rep["predictions"]["missing"] == ["rotbench-clean-0003"] and rep["predictions"]["unknown"] == ["index=9"]
-    assert rep["n_unparseable"] == 1 and rep["unparseable"][0]["id"] == "rotbench-clean-0003"
+    # a case without a prediction is wrong, but it is not an unparseable output: counted and printed apart
+    assert (rep["n_unparseable"], rep["unparseable"], rep["n_missing"]) == (0, [], 1)
     md = (out / "report.md").read_text()
     assert "| overall | 4 | 50.00 | 50.00 | 25.00 |" in md and "## Cases without a prediction (1)" in md
-    assert "rotbench-clean [official]: TS=50.00 PI=50.00 CF=25.00" in capsys.readouterr().out
+    assert ("rotbench-clean [official]: TS=50.00 PI=50.00 CF=25.00 (4 cases, 0 unparseable, 1 without a prediction)"
+            in capsys.readouterr().out)
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -280,3 +282,21 @@ def test_score_generates_the_quickstart_sets_into_an_empty_cache(monkeypatch, tm
     code = main(["--benchmark", "synthetic", "--data", "quickstart", "--category", "single", "--write-gold", str(gold)])
     assert code == 0
     assert len(gold.read_text().splitlines()) == 6
+
+
+def test_gold_that_the_format_cannot_read_back_is_refused_not_written():
+    """Written as Python, `get-weather(...)` parses as a subtraction: a gold file of such calls made the scorer fail
+    its own gold (TS = PI = CF = 40 in the report of issue 23). Writing it is refused, naming the case and tool."""
+    from tl_lightning.benchmarks import BenchmarkSet
+    from tl_lightning.data.cases import EvalCase
+    from tl_lightning.data.errors import ReadReport
+    from tl_lightning.data.schema import Message, Tool, ToolCall
+
+    tools = [Tool("get-weather", "", {"type": "object", "properties": {"city": {"type": "string"}}})]
+    case = EvalCase("c1", 0, tools, [Message("user", "Rome?")], gold=[[ToolCall("get-weather", {"city": "Rome"})]])
+    with pytest.raises(ValueError, match=r"^case c1: the gold call to 'get-weather' cannot be written: python writes it as "
+                                         r"'get-weather\(city=0\)', which does not parse"):
+        gold_predictions([case], "python")
+    rows = gold_predictions([case], "react")  # an Action line holds the name, and reads it back
+    bench = BenchmarkSet("t", [case], ReadReport("t"))
+    assert score_predictions(bench, rows, "corrected", "react")["CF"] == 100.0

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fake_outputs import write_export
 
 from tl_lightning.experiments import cell
 from tl_lightning.experiments.cell import fit_resume_args, params_from_args
+from tl_lightning.experiments.checks import cell_problem
 
 SFT = ["--config", "configs/quickstart.yaml", "--model.init_args.use_mae=True", "--model.init_args.use_pkt=False",
        "--seed_everything=2"]
@@ -74,13 +76,12 @@ class FakeStages:
                 return 137
             status = {"completed": self.stopped_by != "max_time", "stopped_by": self.stopped_by}
             (run / "run_status.json").write_text(json.dumps(status))
-            (run / "hf").mkdir(exist_ok=True)
-            (run / "hf" / "config.json").write_text("{}")
+            write_export(run / "hf")
             return 0
         assert sub == "test", cmd
         out = Path(_value(cmd, "--model.init_args.output_dir"))
         self.calls.append((f"{out.parts[-3]}/{out.name}", cmd))
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)
         report = single_report([True, False]) if out.name == "synthetic_single" else multi_report()
         (out / "report.json").write_text(json.dumps(report))
         return 0
@@ -214,8 +215,7 @@ def test_fit_resume_args(tmp_path):
     (run / "checkpoints" / "last.ckpt").write_text("x")
     assert fit_resume_args(run) == ["--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
     (run / "run_status.json").write_text(json.dumps({"completed": False, "stopped_by": "interrupted"}))
-    (run / "hf").mkdir()
-    (run / "hf" / "config.json").write_text("{}")
+    write_export(run / "hf")
     assert fit_resume_args(run)[0] == "--ckpt_path"  # interrupted: resume
     (run / "run_status.json").write_text(json.dumps({"completed": False, "stopped_by": "max_time"}))
     assert fit_resume_args(run) is None  # a resume cannot extend max_time
@@ -223,6 +223,53 @@ def test_fit_resume_args(tmp_path):
     assert fit_resume_args(run) is None
     (run / "hf" / "config.json").unlink()  # killed between the status and the export: resume to export
     assert fit_resume_args(run)[0] == "--ckpt_path"
+
+
+@pytest.mark.parametrize("damage", ["no weights", "no tokenizer", "truncated weights", "bad config"])
+def test_a_completed_status_with_a_partial_export_is_not_finished(tmp_path, damage):
+    """What a SIGKILL during an old, non-atomic export left: a "completed" status beside hf/ with config.json only,
+    or with a cut weights file. Such a run resumes (and re-exports) instead of being skipped."""
+    run = tmp_path / "run"
+    write_export(run / "hf")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_text("x")
+    (run / "run_status.json").write_text(json.dumps({"completed": True, "stopped_by": "max_steps"}))
+    assert fit_resume_args(run) is None
+    weights = run / "hf" / "model.safetensors"
+    if damage == "no weights":
+        weights.unlink()
+    elif damage == "no tokenizer":
+        (run / "hf" / "tokenizer.json").unlink()
+    elif damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:-2])
+    else:
+        (run / "hf" / "config.json").write_text("{not json")
+    assert fit_resume_args(run) == ["--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+
+
+def test_a_diverged_fit_stops_the_cell_in_one_line(tmp_path, fake, capsys):
+    d = tmp_path / "c"
+    (d / "sft").mkdir(parents=True)
+    (d / "sft" / "run_status.json").write_text(json.dumps(
+        {"completed": False, "stopped_by": "diverged", "error": "training diverged: the loss became non-finite at step 9"}))
+    assert cell.main(["--dir", str(d), "--irm", "off", "fit", *SFT]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "diverged" in err[0] and "at step 9" in err[0]
+    assert fake.calls == []
+
+
+def test_a_cell_is_finished_only_when_its_outputs_verify(tmp_path, fake):
+    d = tmp_path / "c"
+    assert cell.main(["--dir", str(d), "fit", *SFT]) == 0
+    assert cell_problem(d) is None
+    (d / "ppo" / "hf" / "tokenizer.json").unlink()
+    assert "ppo" in cell_problem(d)
+    write_export(d / "ppo" / "hf")
+    (d / "sft" / "eval" / "synthetic_multi" / "report.json").write_text('{"kind": "multi_tu')  # cut mid-write
+    assert "cannot read" in cell_problem(d)
+    fake.calls.clear()
+    assert cell.main(["--dir", str(d), "fit", *SFT]) == 0  # only the damaged test runs again
+    assert _stages(fake) == ["sft/synthetic_multi"]
 
 
 def test_stages_do_not_inherit_the_wandb_agents_run(monkeypatch):

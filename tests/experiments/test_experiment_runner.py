@@ -5,11 +5,16 @@ The grids here run tiny Python scripts as their program (real subprocesses, no t
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+from fake_outputs import EXPORT_SOURCE
 
 from tl_lightning.__main__ import main as entry_point
 from tl_lightning.experiments import runner
@@ -60,10 +65,28 @@ run = Path(args[args.index("--trainer.default_root_dir") + 1])
 (run / "checkpoints" / "last.ckpt").write_text("x")
 if (here / "kill").exists():
     sys.exit(137)
+""" + EXPORT_SOURCE + """
+write_export(run / "hf")
 (run / "run_status.json").write_text(json.dumps({"completed": True, "stopped_by": "max_steps"}))
-(run / "hf").mkdir(exist_ok=True)
-(run / "hf" / "config.json").write_text("{}")
 """
+
+
+# A cell that runs a stage (a child process of its own), writes both pids, then works for minutes.
+FAKE_LONG_CELL = _LOG_CALL + """
+import os, subprocess, time
+stage = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+(here / "pids.tmp").write_text(f"{os.getpid()} {stage.pid}")
+os.replace(here / "pids.tmp", here / "pids")
+time.sleep(300)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits for a reaper
 
 
 def _grid(tmp_path: Path, program: str, command: str, parameters: str = "a: {values: [1, 2, 3]}") -> Path:
@@ -166,6 +189,37 @@ def test_only_selects_cells_by_folder_name(tmp_path, capsys, monkeypatch):
     assert len(cells) == 4 + 5 - 1  # the pattern sets overlap in one cell
     assert entry_point([*argv, "--only", "nothing"]) == 2
     assert "no cell matches --only nothing" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_the_runner_ends_the_running_cell_and_its_stages(tmp_path, sig):
+    """The runner is killed as a user or a scheduler would (a real process, a real signal); the cell it was running
+    and that cell's own child must end with it, not run on orphaned."""
+    sweep = _grid(tmp_path, FAKE_LONG_CELL, '[python, "${program}", "${args}"]', parameters="a: {values: [1]}")
+    proc = subprocess.Popen([sys.executable, "-m", "tl_lightning", "sweep", str(sweep), "--out", str(tmp_path / "out")],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pids_file = tmp_path / "pids"
+    try:
+        deadline = time.monotonic() + 120
+        while not pids_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+            time.sleep(0.1)
+        pids = [int(p) for p in pids_file.read_text().split()]
+        assert all(_alive(p) for p in pids)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=90) == 130
+        assert "interrupted: rerun the same command to resume" in proc.stderr.read()
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in pids if _alive(p)], "the cell or its stage outlived the runner"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in [int(p) for p in pids_file.read_text().split()] if pids_file.exists() else []:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_eta_from_finished_cells():

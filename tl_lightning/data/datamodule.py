@@ -23,7 +23,7 @@ import hashlib
 import os
 import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from tl_lightning.data.batch import EncodedTrajectory, collate_encoded
+from tl_lightning.data.data_report import DataReport
 from tl_lightning.data.encode import TrajectoryTooLong, encode_sequences
 from tl_lightning.data.feedback import resolved_category, step_is_error
 from tl_lightning.data.packing import PackedBatchSampler, PackedRows, collate_packed
@@ -45,44 +46,8 @@ __all__ = ["DataReport", "EncodedDataset", "ToolTrajectoryDataModule", "encode_f
 
 SPLITS = ("train", "val", "test")
 
-
-@dataclass
-class DataReport:
-    """What one split's files turned into. Counts refer to kept (encoded) data unless named skipped."""
-
-    path: str = ""
-    records: int = 0
-    skipped_read: int = 0
-    trajectories: int = 0
-    steps: int = 0
-    final_answers: int = 0
-    erroneous_steps: dict[str, int] = field(default_factory=dict)
-    key_tokens: int = 0
-    tokens: int = 0
-    supervised_tokens: int = 0
-    sequences: int = 0
-    truncated: int = 0
-    skipped_too_long: int = 0
-    skipped_other: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def mean_key_tokens_per_step(self) -> float:
-        """Key tokens on tool-call steps per kept tool-call step."""
-        return self.key_tokens / self.steps if self.steps else 0.0
-
-    def lines(self) -> list[str]:
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(self.erroneous_steps.items())) or "none"
-        other = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped_other.items())) or "none"
-        return [
-            f"file                {self.path}",
-            f"trajectories        {self.trajectories} kept of {self.records} records "
-            f"(skipped: {self.skipped_read} unreadable, {self.skipped_too_long} too long, other: {other})",
-            f"steps               {self.steps} tool-call steps, {self.final_answers} final answers",
-            f"erroneous steps     {sum(self.erroneous_steps.values())} ({errors})",
-            f"key tokens / step   {self.mean_key_tokens_per_step:.2f}",
-            f"tokens              {self.tokens} ({self.supervised_tokens} supervised) in {self.sequences} sequences, "
-            f"truncated trajectories {self.truncated}",
-        ]
+#: Bumped when :class:`DataReport` gains a field, so a cache written without it is not read back with a default.
+_REPORT_VERSION = "report-2"
 
 
 class EncodedDataset(Dataset):
@@ -165,6 +130,7 @@ def encode_file(
             report.key_tokens += int((enc.key_mask & (enc.step_ids < len(traj.steps))).sum())
             report.tokens += len(enc)
             report.supervised_tokens += int((enc.step_ids >= 0).sum())
+            report.error_step_tokens += int(enc.error_mask.sum())
         report.sequences += len(seqs)
         report.truncated += any(enc.truncated for enc in seqs)
     report.skipped_other = dict(errors)
@@ -293,6 +259,7 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
             self.format,
             str(self.strict),
             _code_version(),
+            _REPORT_VERSION,
         ]
         key = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
         return self.cache_dir / f"{path.stem}-{self.template.name}-{key}.pt"

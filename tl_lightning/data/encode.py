@@ -184,6 +184,7 @@ def encode_sequences(
         rendered: list[list[Rendered] | Exception] = []
         for traj in chunk:
             try:
+                _check_readable(traj, tokenizer, template)
                 seqs = template.render_sequences(traj, tokenizer)
                 if not any(r.supervised for r in seqs):
                     raise EncodeError(f"trajectory {traj.id}: no supervised step (no tool call and no final answer)")
@@ -227,7 +228,15 @@ def token_spans(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return start, end
 
 
+def _check_readable(traj: Trajectory, tokenizer, template: Template) -> None:
+    try:  # a tool or call the template cannot write so that its parser reads it back is refused, not trained on
+        template.check_readable(template.shown_tools(traj), [c for s in traj.steps for c in s.calls], tokenizer)
+    except TemplateError as e:
+        raise TemplateError(f"trajectory {traj.id}: {e}") from None
+
+
 def _render_checked(traj: Trajectory, tokenizer, template: Template) -> Rendered:
+    _check_readable(traj, tokenizer, template)
     rendered = template.render(traj, tokenizer)
     if not rendered.supervised:
         raise EncodeError(f"trajectory {traj.id}: no supervised step (no tool call and no final answer)")

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tl_lightning.data.schema import Tool, Trajectory
+from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
 
 __all__ = ["NameSpan", "Rendered", "Segment", "Template", "TemplateError", "eos_token"]
 
@@ -117,8 +118,77 @@ class Template(ABC):
         """The tools the rendered prompt lists: the ``T`` that PKT's prefix rule and the IRM reward use."""
         return list(traj.tools)
 
+    # ------------------------------------------------------------------ read-back of tool and argument names
+    def readback_problem(self, name: str, arguments: Sequence[str], tokenizer) -> str | None:
+        """Why a call to ``name`` with the argument names ``arguments``, rendered as this template renders a
+        supervised step, would not read back as that call through ``parse_calls(text, self.call_format_for(tokenizer))`` (the
+        parser evaluation and the IRM reward use); None when it reads back. A model trained on a call it can
+        never be scored right for learns nothing useful, so such names are refused before training
+        (:meth:`check_readable`). Judged by rendering and parsing, so it follows the template and the parser as
+        they are; cached per template, tokenizer template and names."""
+        key = (type(self).__qualname__, repr(sorted(vars(self).items())), getattr(tokenizer, "chat_template", None),
+               getattr(tokenizer, "eos_token", None), name, tuple(arguments))
+        if key not in _READBACK:
+            _READBACK[key] = self._readback(name, tuple(arguments), tokenizer)
+        return _READBACK[key]
+
+    def _readback(self, name: str, arguments: tuple[str, ...], tokenizer) -> str | None:
+        from tl_lightning.tools.calls import parse_calls
+
+        call = ToolCall(name, dict.fromkeys(arguments, 0))
+        tool = Tool(name, parameters={"type": "object", "properties": {a: {"type": "integer"} for a in arguments}})
+        traj = Trajectory("readback", [tool], [Message("user", "q")], [Step([call])])
+        try:
+            rendered = self.render(traj, tokenizer)
+        except (TemplateError, ValueError) as e:
+            return f"the {self.name} template cannot render it ({e})"
+        seg = rendered.supervised[0]
+        text = rendered.text[seg.start : seg.end].removesuffix(self.end_of_turn(tokenizer))
+        parsed = parse_calls(text, self.call_format_for(tokenizer))
+        shown = text.removeprefix(" ")[:80]  # the separator space every turn template puts before the call
+        if not parsed.ok:
+            return f"the {self.name} template writes it as {shown!r}, which does not parse ({parsed.error})"
+        got = [(c.name, tuple(c.arguments)) for c in parsed.calls]
+        if got != [(name, arguments)]:
+            return f"the {self.name} template writes it as {shown!r}, which reads back as {got[0][0]!r}" + (
+                f" with arguments {list(got[0][1])}" if got[0][0] == name else "")
+        return None
+
+    def check_readable(self, tools: Iterable[Tool], calls: Iterable[ToolCall], tokenizer) -> None:
+        """Raise :class:`TemplateError` (one line naming the tool, and the argument when it is the culprit) for a
+        tool of ``tools`` or a call of ``calls`` that this template cannot write so that its parser reads it back."""
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+        for what, name, args in [("tool", t.name, tuple(t.properties)) for t in tools] + [
+            ("call to", c.name, tuple(c.arguments)) for c in calls
+        ]:
+            if (name, args) in seen:
+                continue
+            seen.add((name, args))
+            if self.readback_problem(name, args, tokenizer) is None:
+                continue
+            culprit, problem = f"{what} {name!r}", self.readback_problem(name, (), tokenizer)
+            for arg in args if problem is None else ():
+                problem = self.readback_problem(name, (arg,), tokenizer)
+                if problem is not None:
+                    culprit = f"{what} {name!r}, argument {arg!r}"
+                    break
+            problem = (problem or self.readback_problem(name, args, tokenizer)).replace("\n", " ").replace("\r", " ")
+            raise TemplateError(f"{culprit}: {problem}; {_NAME_HINTS.get(self.call_format_for(tokenizer), 'rename it')}")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+#: Per call format, what a name needs to be written and read back.
+_NAME_HINTS = {
+    "python": "calls are written as Python, so tool names must be identifiers (dotted for a module path) and argument "
+              "names identifiers, none of them a Python keyword: rename it, or train with template 'react' or "
+              "'chat_template'",
+    "react": "the name of an 'Action:' line cannot hold a line break, nor start or end with blanks or backticks: rename it",
+    "json": "rename it, or use a chat template that writes tool names as JSON strings",
+}
+#: (template, its settings, the tokenizer's chat template and EOS, tool name, argument names) -> problem or None.
+_READBACK: dict[tuple, str | None] = {}
 
 
 def eos_token(tokenizer) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
@@ -71,6 +72,8 @@ class BenchmarkDataModule(LightningDataModule):
                 ensure_quickstart_data()
             bench = load_benchmark(self.benchmark_name, self.path, strict=self.strict, category=self.category, **options)
             if self.limit is not None:
+                if self.limit < len(bench.cases):
+                    bench.notes.append(f"limit: the first {self.limit} of {len(bench.cases)} cases")
                 bench.cases = bench.cases[: self.limit]
                 kept = {c.id for c in bench.cases}
                 bench.unsolvable = [u for u in bench.unsolvable if u in kept]
@@ -89,6 +92,9 @@ class BenchmarkDataModule(LightningDataModule):
         if not self._items:
             self.setup()
         return DataLoader(self._items, batch_size=self.batch_size, shuffle=False, collate_fn=list, num_workers=self.num_workers)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return batch  # cases are Python objects (frozen Tool dataclasses); the module tokenizes prompts itself
 
     def test_dataloader(self) -> DataLoader:
         return self._loader()

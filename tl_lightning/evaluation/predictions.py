@@ -26,7 +26,7 @@ from typing import Any
 from tl_lightning.data.cases import EvalCase, MultiTurnTask
 from tl_lightning.data.errors import TrajectoryFormatError
 from tl_lightning.data.schema import FINISH_TOOL, ToolCall
-from tl_lightning.tools.calls import format_calls
+from tl_lightning.tools.calls import format_calls, readback_problem
 
 __all__ = ["Alignment", "align_predictions", "gold_predictions", "read_predictions", "resolve_possible_values", "write_jsonl"]
 
@@ -165,6 +165,11 @@ def gold_predictions(cases: list[EvalCase] | list[MultiTurnTask], call_format: s
             rows.append({"id": case.id, "index": case.index, "output": "None of the given functions applies to this request."})
             continue
         answer = case.gold[0]
+        for call in answer:
+            problem = readback_problem(call, call_format)
+            if problem:  # a gold file the scorer cannot read back would score its own gold as wrong
+                raise ValueError(f"case {case.id}: the gold call to {call.name!r} cannot be written: {problem}; "
+                                 "write the gold in another --format")
         if case.answer_style == "possible_values":
             answer = [ToolCall(c.name, resolve_possible_values(c.arguments)) for c in answer]
         rows.append({"id": case.id, "index": case.index, "output": format_calls(answer, call_format, thought=_thought(call_format))})

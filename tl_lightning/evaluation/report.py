@@ -13,8 +13,13 @@ list (index, id, per-level booleans, category) for diffing two models case by ca
 
 An output that cannot be scored or executed at all (a pathological value; see
 :func:`~tl_lightning.evaluation.scoring.judge_case`) is counted as wrong and listed under
-``unparseable`` with its reason; it never ends the run. A rate over nothing is 0.0 (see
-:mod:`tl_lightning.evaluation.metrics`, whose torchmetrics follow the same rule).
+``unparseable`` with its reason; it never ends the run. A case with no prediction at all (``score``) is
+wrong too, but counted apart: category ``missing``, ``n_missing``, never among the unparseable. A rate over
+nothing is 0.0 (see :mod:`tl_lightning.evaluation.metrics`, whose torchmetrics follow the same rule).
+
+A ``test`` run that did not reach every case (``--trainer.limit_test_batches``) reports over the cases it
+ran, as its torchmetrics do, and says so: ``partial`` holds ``cases_run``, ``cases_in_set`` and why, and the
+headline reads ``32 of 300 cases, a partial run``.
 
 The ``test`` stage collects its outputs in an :class:`EvalOutputs` and hands them to
 :func:`write_eval_outputs`, which writes ``predictions.jsonl`` (the ``score`` input) and the report.
@@ -33,21 +38,28 @@ from tl_lightning.data.cases import EvalCase
 from tl_lightning.evaluation.multiturn import FORMAT_ERROR, EpisodeResult
 from tl_lightning.evaluation.predictions import write_jsonl
 from tl_lightning.evaluation.scoring import judge_case, parse_output
+from tl_lightning.rundir import write_json_atomic
 from tl_lightning.tools.calls import ParseResult
 
 if TYPE_CHECKING:
     from tl_lightning.benchmarks import BenchmarkSet
 
 __all__ = [
+    "MISSING",
     "EvalOutputs",
     "case_record",
     "headline",
     "multi_turn_report",
+    "prediction_rows",
     "single_turn_report",
+    "turn_trace",
     "write_eval_outputs",
     "write_report",
 ]
 _MAX_LISTED = 200
+#: The category of a case that has no prediction at all (``score``): wrong, but not an unparseable output.
+MISSING = "missing"
+NO_PREDICTION = "no prediction for this case"
 
 
 def _pct(k: int | float, n: int) -> float:
@@ -58,7 +70,7 @@ def _pct(k: int | float, n: int) -> float:
 def case_record(case: EvalCase, output: str | None, mode: str, call_format: str) -> dict[str, Any]:
     """Score one single-turn case: the per-case row of ``report.json`` (plus ``parse_error``, which
     also holds why an output could not be scored at all)."""
-    parsed = ParseResult(error="no prediction for this case") if output is None else parse_output(output, call_format)
+    parsed = ParseResult(error=NO_PREDICTION) if output is None else parse_output(output, call_format)
     judged = judge_case(parsed, case, mode)
     verdict = judged.verdict
     return {
@@ -69,7 +81,7 @@ def case_record(case: EvalCase, output: str | None, mode: str, call_format: str)
         "TS": verdict.TS,
         "PI": verdict.PI,
         "CF": verdict.CF,
-        "category": judged.category.value,
+        "category": MISSING if output is None else judged.category.value,
         "reason": verdict.reason,
         "parse_error": parsed.error if not parsed.ok else judged.error,
         "unsolvable": bool(case.meta.get("unsolvable", False)),
@@ -99,7 +111,7 @@ def single_turn_report(
     unparseable = [
         {"index": r["index"], "id": r["id"], "error": r["parse_error"], "output": (outputs.get(r["id"]) or "")[:300]}
         for r in rows
-        if r["parse_error"] and expects_call[r["id"]]
+        if r["parse_error"] and expects_call[r["id"]] and r["category"] != MISSING
     ]
     solvable = [r for r in rows if not r["unsolvable"]]
     report = {
@@ -113,6 +125,7 @@ def single_turn_report(
         "error_categories": dict(Counter(r["category"] for r in rows).most_common()),
         "unparseable": unparseable,
         "n_unparseable": len(unparseable),
+        "n_missing": sum(r["category"] == MISSING for r in rows),
         "data": data or {},
         "predictions": predictions or {},
         "cases": [{k: v for k, v in r.items() if k != "parse_error"} for r in rows],
@@ -182,18 +195,35 @@ def multi_turn_report(
 
 
 def headline(report: dict[str, Any]) -> str:
-    """One line with the headline numbers."""
+    """One line with the headline numbers and what they are over: cases (of the set, when the run was partial),
+    unparseable outputs and cases without a prediction, each counted on its own."""
     name = report.get("benchmark", "")
-    if report["kind"] == "multi_turn":
+    partial = report.get("partial")
+    multi = report["kind"] == "multi_turn"
+    unit = "tasks" if multi else "cases"
+    scope = [f"{report['n']} of {partial['cases_in_set']} {unit}, a partial run ({partial['why']})" if partial
+             else f"{report['n']} {unit}"]
+    if multi:
+        scope.append(f"{report['n_calls']} calls")
+    else:
+        scope.append(f"{report['n_unparseable']} unparseable")
+    missing = report.get("n_missing", len((report.get("predictions") or {}).get("missing") or []))
+    if missing:
+        scope.append(f"{missing} without a prediction")
+    if multi:
         extra = f" success={report['success']:.2f}" if "success" in report else ""
-        return f"{name}: DE={report['DE']:.2f} CE={report['CE']:.2f} VA={report['VA']:.2f}{extra} ({report['n']} tasks, {report['n_calls']} calls)"
-    return f"{name} [{report['mode']}]: TS={report['TS']:.2f} PI={report['PI']:.2f} CF={report['CF']:.2f} ({report['n']} cases, {report['n_unparseable']} unparseable)"
+        return f"{name}: DE={report['DE']:.2f} CE={report['CE']:.2f} VA={report['VA']:.2f}{extra} ({', '.join(scope)})"
+    return f"{name} [{report['mode']}]: TS={report['TS']:.2f} PI={report['PI']:.2f} CF={report['CF']:.2f} ({', '.join(scope)})"
 
 
 def _markdown(report: dict[str, Any]) -> str:
     multi = report["kind"] == "multi_turn"
     keys = ["DE", "CE", "VA"] + (["success"] if "success" in report else []) if multi else ["TS", "PI", "CF"]
     lines = [f"# {report.get('benchmark', '')} evaluation", ""]
+    if report.get("partial"):
+        part = report["partial"]
+        lines += [f"**Partial run**: {report['n']} of {part['cases_in_set']} cases ({part['why']}); every number below "
+                  "is over the cases run.", ""]
     if not multi:
         lines += [f"Scoring mode: `{report['mode']}`; call format: `{report['format']}`.", ""]
     lines += ["| scope | n | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
@@ -229,8 +259,8 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / "report.json", out / "report.md"
-    js.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     md.write_text(_markdown(report), encoding="utf-8")
+    write_json_atomic(js, report)  # last, and whole: a grid cell takes a readable report.json for a finished test
     return js, md
 
 
@@ -251,28 +281,41 @@ class EvalOutputs:
         return merged
 
 
-def _trace(turn: Any) -> str | dict[str, Any]:
+def turn_trace(turn: Any) -> str | dict[str, Any]:
+    """One multi-turn turn as a predictions file holds it."""
     # A turn that ended on an error is written bare, so `score` re-parses / re-executes it and reaches
     # the same format error; other turns carry their feedback, which `score` classifies instead.
     return turn.output if turn.error is not None else {"output": turn.output, "feedback": turn.feedback}
 
 
+def prediction_rows(bench: BenchmarkSet, collected: EvalOutputs) -> list[dict[str, Any]]:
+    """The ``predictions.jsonl`` rows (the ``score`` input) of the cases in ``collected``, in the set's order."""
+    if bench.multi_turn:
+        return [{"id": t.id, "index": t.index, "turns": [turn_trace(turn) for turn in collected.episodes[t.id].turns]}
+                for t in bench.cases if t.id in collected.episodes]
+    return [{"id": c.id, "index": c.index, "output": collected.outputs[c.id]} for c in bench.cases if c.id in collected.outputs]
+
+
 def write_eval_outputs(
-    bench: BenchmarkSet, collected: EvalOutputs, mode: str, call_format: str, out_dir: str | Path
+    bench: BenchmarkSet, collected: EvalOutputs, mode: str, call_format: str, out_dir: str | Path,
+    partial_why: str = "not every case was run",
 ) -> dict[str, Any]:
     """Write ``predictions.jsonl`` and ``report.json`` / ``report.md`` into ``out_dir`` for the
     outputs ``collected`` on ``bench`` (in the set's case order); returns the report. Scoring the
-    predictions file with ``score`` gives the same per-case verdicts."""
+    predictions file with ``score`` gives the same per-case verdicts.
+
+    The report is over the cases that were run: when ``collected`` misses some of the set's cases, it is
+    marked ``partial`` (with ``partial_why``), and the cases never run are neither wrong nor unparseable."""
     out_dir = Path(out_dir)
     summary = bench.summary()
     if bench.multi_turn:
         results = [collected.episodes[t.id] for t in bench.cases if t.id in collected.episodes]
         report = multi_turn_report(results, benchmark=bench.name, call_format=call_format, data=summary)
-        rows = [{"id": r.id, "index": r.index, "turns": [_trace(t) for t in r.turns]} for r in results]
     else:
-        outputs: dict[str, str | None] = dict(collected.outputs)
-        report = single_turn_report(bench.cases, outputs, mode, call_format, benchmark=bench.name, data=summary)
-        rows = [{"id": c.id, "index": c.index, "output": outputs[c.id]} for c in bench.cases if c.id in outputs]
-    write_jsonl(out_dir / "predictions.jsonl", rows)
+        ran = [c for c in bench.cases if c.id in collected.outputs]
+        report = single_turn_report(ran, dict(collected.outputs), mode, call_format, benchmark=bench.name, data=summary)
+    report["partial"] = ({"cases_run": report["n"], "cases_in_set": len(bench.cases), "why": partial_why}
+                         if report["n"] < len(bench.cases) else None)
+    write_jsonl(out_dir / "predictions.jsonl", prediction_rows(bench, collected))
     write_report(report, out_dir)
     return report

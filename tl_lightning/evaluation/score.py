@@ -141,9 +141,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"  {len(bench.repaired)} repaired gold answer(s): {', '.join(bench.repaired)}")
     if bench.report.n_skipped:
         print(f"  {bench.report}")
-    missing = report["predictions"]["missing"]
-    if missing:
-        print(f"  {len(missing)} case(s) had no prediction (scored as wrong)")
+    if report["predictions"]["missing"]:
+        print("  cases without a prediction are scored as wrong (listed in the report)")
     print(f"  report: {js} and {md}")
     return 0
 

@@ -23,9 +23,10 @@ MAE/PKT setting and seed, so the two share their SFT run, and no two cells (or t
 depend on, or race for, the same run directory.
 
 Resume: a fit whose ``run_status.json`` says ``completed`` (or ``max_time``, which resuming cannot
-extend) and whose ``hf/`` export exists is skipped; a killed fit restarts with ``--ckpt_path
-<run>/checkpoints/last.ckpt``, or ``--overwrite true`` if it died before its first checkpoint; a test
-with a ``report.json`` is skipped. Then ``cell.json`` is written (:func:`cell_record`). Wall time per
+extend) and whose ``hf/`` export verifies (:func:`tl_lightning.rundir.fit_finished`) is skipped; a killed fit
+restarts with ``--ckpt_path <run>/checkpoints/last.ckpt``, or ``--overwrite true`` if it died before its first
+checkpoint; a fit that diverged stops the cell. A test with a readable, complete ``report.json`` is skipped.
+Then ``cell.json`` is written (:func:`cell_record`), atomically, last. Wall time per
 stage, summed over attempts, is kept in ``timings.json``. Each fit logs to CSV and W&B (offline) through
 ``configs/logger/csv_wandb.yaml``; the W&B runs of a cell share the group ``WANDB_RUN_GROUP=<cell name>``.
 """
@@ -48,9 +49,20 @@ from typing import Any
 
 import yaml
 
+from tl_lightning.experiments.checks import report_problem
 from tl_lightning.experiments.sweep import cell_name
+from tl_lightning.rundir import RUN_OUTPUTS, fit_finished, read_run_status, write_json_atomic
 
-__all__ = ["CONFIGS", "CellError", "TEST_SETS", "build_parser", "cell_record", "fit_resume_args", "main", "params_from_args"]
+__all__ = [
+    "CONFIGS",
+    "CellError",
+    "TEST_SETS",
+    "build_parser",
+    "cell_record",
+    "fit_resume_args",
+    "main",
+    "params_from_args",
+]
 
 #: The repository's configs folder (the defaults below live there).
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -129,21 +141,24 @@ def params_from_args(args: list[str]) -> dict[str, Any]:
 
 
 def fit_resume_args(run_dir: Path) -> list[str] | None:
-    """How to (re)start a fit into ``run_dir``: ``None`` when it is finished, else the extra arguments."""
-    status = run_dir / "run_status.json"
-    if status.is_file() and (run_dir / "hf" / "config.json").is_file():
-        try:
-            state = json.loads(status.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise CellError(f"{status}: not valid JSON ({e})") from None
-        # A run the time limit stopped cannot go further on resume (the Timer's elapsed time is restored).
-        if state.get("completed") or state.get("stopped_by") == "max_time":
+    """How to (re)start a fit into ``run_dir``: ``None`` when it is finished, else the extra arguments.
+
+    Finished means verified (:func:`tl_lightning.rundir.fit_finished`): ``run_status.json`` says completed (or
+    stopped by ``max_time``, which a resume cannot extend) and the HF export is whole. A run that diverged is a
+    :class:`CellError`: resuming it would diverge again."""
+    try:
+        status = read_run_status(run_dir)
+        if fit_finished(run_dir):
             return None
+    except ValueError as e:
+        raise CellError(str(e)) from None
+    if status and status.get("stopped_by") == "diverged":
+        raise CellError(f"{run_dir}: the fit diverged ({status.get('error', 'non-finite loss')}); change its settings "
+                        "and delete the folder to run it again")
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         return ["--ckpt_path", str(last)]
-    from tl_lightning.cli import RUN_OUTPUTS  # the CLI refuses a used run dir: say what to do with it
-
+    # The CLI refuses a used run dir: say what to do with it.
     return ["--overwrite", "true"] if any((run_dir / n).exists() for n in RUN_OUTPUTS) else []
 
 
@@ -192,7 +207,7 @@ class _Cell:
         path = self.dir / "timings.json"
         times = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         times[stage] = round(times.get(stage, 0.0) + seconds, 2)
-        path.write_text(json.dumps(times, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(path, times)
 
     # ------------------------------------------------------------------------------------- stages
     def data(self) -> None:
@@ -249,7 +264,7 @@ class _Cell:
     def test(self, model: str, test_set: str) -> None:
         out = self.dir / model / "eval" / test_set
         stage = f"{model}/{test_set}"
-        if (out / "report.json").is_file():
+        if report_problem(out / "report.json") is None:
             self.say(f"{stage}: report.json exists, skipped")
             return
         config, path = ((self.args.single_config, self.args.test_single) if test_set == "synthetic_single"
@@ -277,7 +292,7 @@ class _Cell:
             return None
         record = cell_record(self.dir, self.params, self.sft_args, self.args.irm, self.models())
         record["stage_args"] = {k: _split(getattr(self.args, f"{k}_args")) for k in ("fit", "sft", "ppo", "test")}
-        (self.dir / "cell.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(self.dir / "cell.json", record)
         self.say(f"done in {time.perf_counter() - start:.0f}s (all attempts: {record['wall_s']:.0f}s): {self.dir / 'cell.json'}")
         _report_to_sweep(record)
         return record

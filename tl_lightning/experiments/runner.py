@@ -19,8 +19,11 @@ each command a subprocess in its own process group, its output appended to ``OUT
 - any other command just runs.
 
 A cell is finished when ``OUT/<cell name>/cell.json`` exists (the cell writes it; for other commands the
-runner does, after exit code 0); finished cells are skipped, so rerunning the same command resumes a
-killed grid. The progress bar's ETA is the mean wall time of the finished cells times the cells left.
+runner does, after exit code 0) and what it vouches for verifies: a ``cell``'s fits and reports
+(:func:`~tl_lightning.experiments.checks.cell_problem`), a plain ``fit``'s status and HF export
+(:func:`tl_lightning.rundir.fit_finished`). Finished cells are skipped, so rerunning the same command resumes a
+killed grid. Ctrl-C or SIGTERM ends the running cell's whole process group (its stages included) before the
+runner exits. The progress bar's ETA is the mean wall time of the finished cells times the cells left.
 At the end, ``OUT/results.md`` and ``OUT/results.csv`` are (re)written from the cells that have
 evaluations (:func:`tl_lightning.experiments.results.write_results`).
 """
@@ -41,8 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tl_lightning.experiments.cell import fit_resume_args
+from tl_lightning.experiments.cell import CellError, fit_resume_args
+from tl_lightning.experiments.checks import cell_problem
 from tl_lightning.experiments.sweep import SweepError, cell_name, expand_command, grid, load_sweep, macro_args
+from tl_lightning.rundir import fit_finished, write_json_atomic
 
 __all__ = ["GridCell", "build_parser", "main", "plan", "run_grid"]
 
@@ -87,7 +92,14 @@ class GridCell:
 
     @property
     def done(self) -> bool:
-        return (self.dir / "cell.json").is_file()
+        """Whether the cell finished and its outputs verify (a ``cell.json`` alone is not enough)."""
+        if self.kind == "cell":
+            return cell_problem(self.dir) is None
+        try:
+            json.loads((self.dir / "cell.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return self.kind != "fit" or fit_finished(self.dir)
 
 
 def _kind(command: list[str]) -> str:
@@ -151,7 +163,7 @@ def _finish_plain(cell: GridCell, wall_s: float) -> None:
     status = cell.dir / "run_status.json"
     record = {"name": cell.name, "params": cell.params, "command": cell.command, "evaluations": [],
               "status": json.loads(status.read_text(encoding="utf-8")) if status.is_file() else None, "wall_s": round(wall_s, 2)}
-    (cell.dir / "cell.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(cell.dir / "cell.json", record)
 
 
 def _prepare(cell: GridCell) -> list[str] | None:
@@ -167,6 +179,26 @@ def _eta(walls: list[float], left: int) -> str:
         return "ETA after the first cell"
     seconds = int(sum(walls) / len(walls) * left)
     return f"ETA {seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+#: Seconds a stopped cell gets to end on SIGTERM before its process group is killed.
+STOP_GRACE_S = 60.0
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """End the process group of ``proc`` (the cell and every stage it started): SIGTERM, then SIGKILL after
+    ``grace_s`` or at a second Ctrl-C / SIGTERM."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace_s)
+    except (ProcessLookupError, subprocess.TimeoutExpired, KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        try:  # whatever is left of the group, the leader included
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 def _run_cell(command: list[str], cell: GridCell, on_poll: Callable[[float], None], poll_s: float) -> int:
@@ -187,12 +219,7 @@ def _run_cell(command: list[str], cell: GridCell, on_poll: Callable[[float], Non
                     continue
         finally:
             if proc.poll() is None:  # interrupted: the next run resumes the cell
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                _stop(proc)
 
 
 def _wall(cell: GridCell) -> float:
@@ -219,8 +246,15 @@ def run_grid(cells: list[GridCell], keep_going: bool = False, poll_s: float = 1.
             cell.dir.mkdir(parents=True, exist_ok=True)
             # what ${args_json_file} points to, as the W&B agent writes it
             (cell.dir / "sweep_args.json").write_text(macro_args(cell.params)["args_json"][0] + "\n", encoding="utf-8")
-            command = _prepare(cell)
             start = time.perf_counter()
+            try:
+                command = _prepare(cell)
+            except CellError as e:  # e.g. a fit that diverged: rerunning it would not help
+                failed.append(cell)
+                progress.console.print(f"[red]{cell.name} failed[/red]: {e}", highlight=False)
+                if not keep_going:
+                    break
+                continue
             code = 0
             if command is not None:
                 progress.console.print(f"[bold]{cell.name}[/bold]: {shlex.join(command)}", highlight=False, soft_wrap=True)
@@ -268,8 +302,13 @@ def _table(cells: list[GridCell], out: Path, n_boot: int) -> None:
     print(f"results of {len(evaluated)} cell(s): {md} and {csv_path}")
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: _run_cell's cleanup stops the running cell's process group
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         cells = plan(args)
         if args.dry_run:
@@ -283,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume (finished cells are skipped)", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if failed:
         print(f"{len(failed)} cell(s) failed: {', '.join(c.name for c in failed)}", file=sys.stderr)
         return 1

@@ -15,7 +15,15 @@ error of its own case, never the end of the run.
 At the end of the epoch the metric is logged as ``test/...`` and rank zero writes ``predictions.jsonl``
 (the ``score`` input format; multi-turn turns carry their feedback) and ``report.json`` / ``report.md``
 through :func:`~tl_lightning.evaluation.report.write_eval_outputs`, the code ``score`` reports with,
-into ``output_dir`` (default ``<default_root_dir>/eval/<set>``).
+into ``output_dir`` (default ``<default_root_dir>/eval/<set>``). A run cut short by
+``--trainer.limit_test_batches`` reports over the cases it ran and is marked partial.
+
+``predict`` generates the same outputs without scoring them and writes only ``predictions.jsonl`` there,
+for ``score`` to read later (e.g. under several scoring modes)::
+
+    python -m tl_lightning predict --config configs/eval/synthetic_single.yaml --model.init_args.model runs/quickstart/hf
+    python -m tl_lightning score --benchmark synthetic --data quickstart --category single \
+        --predictions runs/quickstart/eval/synthetic-test_single/predictions.jsonl --output out/qs
 """
 
 from __future__ import annotations
@@ -31,10 +39,18 @@ from transformers import PreTrainedTokenizerBase
 from tl_lightning.benchmarks import BenchmarkSet
 from tl_lightning.checkpoints import load_pretrained
 from tl_lightning.data.cases import EvalCase, MultiTurnTask
+from tl_lightning.data.template_base import TemplateError
 from tl_lightning.data.templates import get_template
 from tl_lightning.evaluation.metrics import MultiTurnErrorRates, ToolCallAccuracy
-from tl_lightning.evaluation.multiturn import Episode
-from tl_lightning.evaluation.report import EvalOutputs, headline, write_eval_outputs
+from tl_lightning.evaluation.multiturn import Episode, EpisodeResult
+from tl_lightning.evaluation.predictions import write_jsonl
+from tl_lightning.evaluation.report import (
+    EvalOutputs,
+    headline,
+    prediction_rows,
+    turn_trace,
+    write_eval_outputs,
+)
 from tl_lightning.evaluation.scoring import parse_output
 from tl_lightning.generation import generate
 from tl_lightning.models import TINY_MODEL
@@ -83,7 +99,8 @@ class TLEvalModule(LightningModule):
         if str(model).endswith(".ckpt") and tokenizer is not None:
             rank_zero_warn(f"{model}: evaluating with the checkpoint's own tokenizer, not the given one")
             tokenizer = None
-        loaded = load_pretrained(model, dtype=dtype, tokenizer=tokenizer, tiny_config=tiny_config)
+        # A model smaller than the tokenizer was not trained with it: refused, never grown with random rows.
+        loaded = load_pretrained(model, dtype=dtype, tokenizer=tokenizer, tiny_config=tiny_config, resize_embeddings=False)
         self.model, self.tokenizer = loaded.model.eval(), loaded.tokenizer
         self.template = get_template(template or loaded.template or _DEFAULT_TEMPLATE, **(template_kwargs or {}))
         self.call_format = call_format or self.template.call_format_for(self.tokenizer)
@@ -106,9 +123,27 @@ class TLEvalModule(LightningModule):
 
     def setup(self, stage: str) -> None:
         bench = self._benchmark()
+        self._check_names(bench)
         if not bench.multi_turn:
             # Built from the whole set, so every process has the same scenario list (metric state shapes).
             self.test_accuracy = ToolCallAccuracy.for_cases(bench.cases, mode=self.hparams.mode).to(self.device)
+
+    def _check_names(self, bench: BenchmarkSet) -> None:
+        """Refuse, before generating anything, a set with a case none of whose acceptable answers the template can
+        write so that its parser reads it back: that case would be scored wrong whatever the model does."""
+        for case in bench.cases:
+            if isinstance(case, MultiTurnTask) or not case.gold:
+                continue  # multi-turn calls are judged by executing them, one by one
+            problems = []
+            for answer in case.gold:
+                try:
+                    self.template.check_readable([], answer, self.tokenizer)
+                    break
+                except TemplateError as e:
+                    problems.append(str(e))
+            else:
+                raise ValueError(f"{bench.name} case {case.id}: no acceptable answer can be written by the "
+                                 f"{self.template.name} template so that it reads back: {problems[0]}")
 
     def _generate(self, trajectories) -> list[str]:
         prompts = [self.template.render_prompt(t, self.tokenizer) for t in trajectories]
@@ -122,37 +157,40 @@ class TLEvalModule(LightningModule):
         )
         return out.texts
 
-    def _single_turn(self, cases: list[EvalCase]) -> None:
+    def _single_turn(self, cases: list[EvalCase]) -> list[str]:
         texts = self._generate([c.as_trajectory() for c in cases])
-        self.test_accuracy.update([parse_output(t, self.call_format) for t in texts], cases)
         self.collected.outputs.update({c.id: t for c, t in zip(cases, texts, strict=True)})
+        return texts
 
-    def _multi_turn(self, tasks: list[MultiTurnTask]) -> None:
+    def _multi_turn(self, tasks: list[MultiTurnTask]) -> list[EpisodeResult]:
         episodes = [Episode(t, call_format=self.call_format, seed=self.hparams.seed) for t in tasks]
         while active := [e for e in episodes if not e.done]:
             for ep, text in zip(active, self._generate([e.trajectory() for e in active]), strict=True):
                 ep.step(text)
         results = [e.result() for e in episodes]
-        self.test_error_rates.update(results)
         self.collected.episodes.update({r.id: r for r in results})
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        return batch  # cases are Python objects (frozen Tool dataclasses); prompts are tokenized on generation
+        return results
 
     def test_step(self, batch: list[Any], batch_idx: int) -> None:
         items = [x for x in batch if x is not None]  # None pads the set to a multiple of the world size
         if not items:
             return
         if isinstance(items[0], MultiTurnTask):
-            self._multi_turn(items)
+            self.test_error_rates.update(self._multi_turn(items))
         else:
-            self._single_turn(items)
+            texts = self._single_turn(items)
+            self.test_accuracy.update([parse_output(t, self.call_format) for t in texts], items)
 
     def predict_step(self, batch: list[Any], batch_idx: int) -> list[dict[str, Any]]:
-        """Raw outputs in the predictions-file format (single-turn sets)."""
+        """Generate as ``test`` does, without scoring: the batch's rows in the predictions-file format (a single-turn
+        case's ``output``, a multi-turn task's ``turns``), also collected for ``predictions.jsonl``."""
         items = [x for x in batch if x is not None]
-        texts = self._generate([c.as_trajectory() for c in items]) if items else []
-        return [{"id": c.id, "index": c.index, "output": t} for c, t in zip(items, texts, strict=True)]
+        if not items:
+            return []
+        if isinstance(items[0], MultiTurnTask):
+            results = self._multi_turn(items)
+            return [{"id": r.id, "index": r.index, "turns": [turn_trace(t) for t in r.turns]} for r in results]
+        return [{"id": c.id, "index": c.index, "output": t} for c, t in zip(items, self._single_turn(items), strict=True)]
 
     def _gathered(self) -> EvalOutputs:
         """Every process's collected outputs, merged (each case is served to exactly one process)."""
@@ -161,6 +199,16 @@ class TLEvalModule(LightningModule):
             torch.distributed.all_gather_object(parts, self.collected)
             return EvalOutputs.merge(parts)
         return self.collected
+
+    def on_predict_epoch_end(self) -> None:
+        collected, self.collected = self._gathered(), EvalOutputs()
+        if self.trainer.global_rank != 0:
+            return
+        bench = self._benchmark()
+        rows = prediction_rows(bench, collected)
+        path = write_jsonl(self.output_path() / "predictions.jsonl", rows)
+        rank_zero_info(f"{len(rows)} predictions written to {path}; score them with `python -m tl_lightning score "
+                       f"--predictions {path} ...` (or run `test`, which generates and scores in one go)")
 
     def on_test_epoch_end(self) -> None:
         bench = self._benchmark()
@@ -172,6 +220,9 @@ class TLEvalModule(LightningModule):
         if self.trainer.global_rank != 0:
             return
         out_dir = self.output_path()
-        self.last_report = write_eval_outputs(bench, collected, self.hparams.mode, self.call_format, out_dir)
+        limit = self.trainer.limit_test_batches  # an int is a number of batches (1 = one batch), a float a fraction
+        full = limit is None or (isinstance(limit, float) and limit >= 1.0)
+        why = "not every case was run" if full else f"trainer.limit_test_batches={limit}"
+        self.last_report = write_eval_outputs(bench, collected, self.hparams.mode, self.call_format, out_dir, why)
         rank_zero_info(headline(self.last_report))
         rank_zero_info(f"  predictions and report in {out_dir}")

@@ -55,6 +55,7 @@ __all__ = [
     "format_call",
     "format_calls",
     "parse_calls",
+    "readback_problem",
 ]
 
 #: Input budget in characters: longer texts are refused before any work. A call is a few hundred
@@ -215,6 +216,19 @@ def format_calls(calls: Sequence[ToolCall] | Iterable[ToolCall], format: str = "
         body = "\n".join(format_call(c, "react") for c in calls)
         return f"Thought: {thought}\n{body}" if thought is not None else body
     raise ValueError(f"unknown call format {format!r}; expected one of {CALL_FORMATS}")
+
+
+def readback_problem(call: ToolCall, format: str) -> str | None:  # noqa: A002
+    """Why ``call`` written by :func:`format_call` in ``format`` does not parse back to a call with the same name
+    and argument names; None when it does. Python, for one, cannot write ``get-weather`` or an argument ``class``."""
+    text = format_call(ToolCall(call.name, dict.fromkeys(call.arguments, 0)), format)
+    parsed = parse_calls(text, "json" if format == "tool_call" else format)
+    if not parsed.ok:
+        return f"{format} writes it as {text[:80]!r}, which does not parse ({parsed.error})"
+    got = [(c.name, list(c.arguments)) for c in parsed.calls]
+    if got != [(call.name, list(call.arguments))]:
+        return f"{format} writes it as {text[:80]!r}, which reads back as {got[0][0]!r}"
+    return None
 
 
 def values_equal(a: Any, b: Any) -> bool:
