@@ -38,6 +38,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from tl_lightning.data.paths import is_quickstart
+from tl_lightning.ranges import check_ranges
 
 __all__ = ["ROOT_PLACEHOLDER", "RUN_OUTPUTS", "TLCLI", "TLSaveConfigCallback", "check_config"]
 
@@ -82,15 +83,6 @@ def _init_args(spec: Any) -> dict[str, Any]:
     return init.as_dict() if hasattr(init, "as_dict") else dict(init)
 
 
-def _check_ranges(section: str, args: dict[str, Any]) -> None:
-    minimum = {"batch_size": 1, "val_batch_size": 1, "max_length": 1, "max_prompt_length": 1, "num_workers": 0,
-               "pad_to_multiple_of": 1, "w_max": 1, "max_new_tokens": 1, "limit": 1}
-    for key, low in minimum.items():
-        value = args.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
-            raise ValueError(f"{section}.init_args.{key} must be >= {low}, got {value}")
-
-
 def _check_trainer(trainer: Any) -> None:
     interval, limit = trainer.get("val_check_interval"), trainer.get("limit_train_batches")
     if isinstance(interval, int) and isinstance(limit, int) and not isinstance(limit, bool) and interval > limit:
@@ -115,7 +107,7 @@ def check_config(cfg: Any) -> None:
         if path.stat().st_size == 0:
             raise ValueError(f"data.init_args.{key}: {value!r} is empty")
     for section, args in (("data", data), ("model", model)):
-        _check_ranges(section, args)
+        check_ranges(f"{section}.init_args.", args)  # the classes' own table, before anything is built
         template = args.get("template")
         if isinstance(template, str):
             from tl_lightning.data.templates import TEMPLATES

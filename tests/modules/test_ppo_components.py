@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tl_lightning.data.prompts import PromptDataModule, build_prompts
 from tl_lightning.data.schema import FeedbackCategory, Message, Step, Tool, ToolCall, Trajectory
 from tl_lightning.data.templates import get_template
-from tl_lightning.value_model import ValueHead, ValueModel, response_slice
+from tl_lightning.rl.data import PromptDataModule, build_prompts
+from tl_lightning.rl.value_model import ValueHead, ValueModel, response_slice
 
 OK, ERR = FeedbackCategory.ALL_RIGHT, FeedbackCategory.PARAMETER_MISSING
 

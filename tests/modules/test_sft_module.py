@@ -131,8 +131,8 @@ def test_export_hf_loads_with_plain_transformers(tok, tmp_path):
         ({"warmup_ratio": -0.1}, r"warmup_ratio must be in \[0, 1\)"),
         ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
         ({"betas": (0.9, 1.0)}, "betas must be two numbers"),
-        ({"lr_schedule": "cosin"}, "lr_schedule must be one of cosine, linear, constant"),
-        ({"loss_chunk_size": -1}, "loss_chunk_size must be >= 0 or null"),
+        ({"lr_schedule": "cosin"}, r"lr_schedule must be one of \['cosine', 'linear', 'constant'\]"),
+        ({"loss_chunk_size": -1}, "loss_chunk_size must be >= 0"),
         ({"model": "runs/x/last.ckpt"}, "model .* is a Lightning checkpoint; resume it with --ckpt_path"),
     ],
 )

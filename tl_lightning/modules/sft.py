@@ -1,4 +1,4 @@
-"""TLSFTModule: supervised fine-tuning with the TL-Training objective (MAE + PKT, DESIGN.md §1).
+"""TLSFTModule: supervised fine-tuning with the TL-Training objective (MAE + PKT, docs/method.md#sft-mae-and-pkt).
 
     python -m tl_lightning fit --config configs/quickstart.yaml
     python -m tl_lightning fit --config configs/paper/sft_codellama7b.yaml --config configs/experiments/sft_pkt.yaml
@@ -38,6 +38,7 @@ from tl_lightning.models import (
     load_causal_lm,
     logits_only_at,
 )
+from tl_lightning.ranges import check_ranges, choose
 from tl_lightning.tokenization import check_tokenizer_source, resolve_tokenizer
 
 __all__ = ["TLSFTModule"]
@@ -104,17 +105,8 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         tiny_config: dict[str, Any] | None = None,
         attn_implementation: str | None = VARLEN_SDPA,
     ) -> None:
-        for name, value, ok, rule in (
-            ("w_max", w_max, w_max >= 1, ">= 1 (PKT never down-weights key tokens)"),
-            ("lr", lr, lr > 0, "> 0"),
-            ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
-            ("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
-            ("lr_schedule", lr_schedule, lr_schedule in _SCHEDULES, f"one of {', '.join(_SCHEDULES)}"),
-            ("warmup_ratio", warmup_ratio, 0 <= warmup_ratio < 1, "in [0, 1)"),
-            ("loss_chunk_size", loss_chunk_size, loss_chunk_size is None or loss_chunk_size >= 0, ">= 0 or null"),
-        ):
-            if not ok:
-                raise ValueError(f"TLSFTModule: {name} must be {rule}, got {value!r}")
+        check_ranges("TLSFTModule: ", locals())
+        choose(_SCHEDULES, lr_schedule, "TLSFTModule: lr_schedule")
         if str(model).endswith(".ckpt"):
             raise ValueError(
                 f"TLSFTModule: model {model!r} is a Lightning checkpoint; resume it with --ckpt_path, or export it "
@@ -240,7 +232,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
             opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = math.ceil(hp.warmup_ratio * total)
-        scheduler = _SCHEDULES[hp.lr_schedule](opt, warmup, total)
+        scheduler = choose(_SCHEDULES, hp.lr_schedule, "lr_schedule")(opt, warmup, total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ distribution + export
