@@ -45,7 +45,7 @@ BASE_MODEL = "tl-small-base"
 SHIPPED_MODELS: dict[str, tuple[str, str]] = {BASE_MODEL: ("base_small", SMALL_TOKENIZER)}
 _ASSETS = Path(__file__).resolve().parent / "assets"
 
-#: The quick-start size: 128 wide as DESIGN.md §5 measured best on 2 CPU cores (a 256-wide model learns more
+#: The quick-start size: 128 wide as docs/method.md#quick-start-scale measured best on 2 CPU cores (a 256-wide model learns more
 #: per step but is 2.4x slower), with 2 layers instead of 4: twice the steps in the 5-minute budget, and on the
 #: quick-start task held-out tool-name accuracy went from 46-68% (4 layers, 850 steps) to 74-79% (2 layers, ~1,400).
 TINY_CONFIG: dict[str, Any] = {
