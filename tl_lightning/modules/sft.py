@@ -193,7 +193,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
 
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> torch.Tensor:
         """No host sync: sizes come from the batch's Python ints and collate-time indices, and every
-        logged value is a device tensor Lightning reads later (tests/test_host_syncs.py)."""
+        logged value is a device tensor Lightning reads later (tests/modules/test_sft_host_syncs.py)."""
         weights = self._weights(batch)
         loss, stats = self._loss(batch, weights, normalizer=self._global_normalizer(batch, weights))
         bs = batch.num_segments
