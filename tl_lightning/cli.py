@@ -43,7 +43,9 @@ from tl_lightning.ranges import check_ranges
 __all__ = ["ROOT_PLACEHOLDER", "RUN_OUTPUTS", "TLCLI", "TLSaveConfigCallback", "check_config"]
 
 #: Written as a value under ``trainer`` (a logger's ``save_dir``, a callback's ``dirpath``): replaced by
-#: ``trainer.default_root_dir``. jsonargparse has no interpolation, and CSVLogger requires a save_dir.
+#: ``trainer.default_root_dir``, or the working directory when that is unset (Lightning's own default). Not a
+#: jsonargparse interpolation: that needs its ``omegaconf+`` mode and the omegaconf package for this one value,
+#: and an unset run directory would interpolate to None, which CSVLogger refuses.
 ROOT_PLACEHOLDER = "${trainer.default_root_dir}"
 #: What a run leaves in its run directory: their presence marks the directory as used.
 RUN_OUTPUTS = ("checkpoints", "hf", "metrics.csv", "config.yaml", "hparams.yaml", "run_status.json")
