@@ -38,7 +38,7 @@ TINY_MODEL = TINY_TOKENIZER
 #: The pretrained base model's name: an ordinary HF directory at ``tl_lightning/assets/base_small`` (a 4.5M-parameter
 #: LLaMA that ``scripts/pretrain_base.py`` pretrains on the tool-use corpus of :mod:`tl_lightning.synthetic.pretrain`,
 #: which shares no tool with the quick-start toolkits), read with the ``tl-small`` tokenizer. Not shipped yet: the
-#: weights go into the package once fine-tuning them beats training from random weights (README, issue 11).
+#: weights go into the package once fine-tuning them beats training from random weights (docs/results.md#a-pretrained-base-model).
 BASE_MODEL = "tl-small-base"
 
 #: Every pretrained model that loads by name without a path or the hub: name -> (folder under ``assets/``, tokenizer).

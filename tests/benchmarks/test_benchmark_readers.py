@@ -1,4 +1,4 @@
-"""Benchmark readers: every quirk of shared/benchmarks/README.md, plus BFCL's AST layout (fixtures)."""
+"""Benchmark readers: every quirk of the public sets (docs/evaluation.md#benchmark-data), plus BFCL's AST layout (fixtures)."""
 
 from __future__ import annotations
 
