@@ -23,7 +23,7 @@ import pytest
 import yaml
 from sft_helpers import TINY
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 TESTS = Path(__file__).resolve().parent
 MAX_STEPS, CKPT_EVERY, KILL_AT = 12, 4, 6

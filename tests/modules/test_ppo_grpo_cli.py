@@ -50,6 +50,7 @@ def _run(workdir: Path, *extra: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
+@pytest.mark.multiprocess
 def test_grpo_quickstart_runs_with_ddp_on_two_cpu_processes_and_keeps_ranks_identical(tmp_path):
     _sft_export(tmp_path)
     out = tmp_path / "sync.json"

@@ -11,7 +11,6 @@ functions of :mod:`tl_lightning.losses` and logs. The four paper ablations are t
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,6 +83,10 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
     construction, as is a model or tokenizer that is neither a path nor a shipped or hub name.
     """
 
+    #: Read by Lightning's ThroughputMonitor (configs/callbacks/sft.yaml logs tokens/s with it); no FLOP count is
+    #: measured, so it logs no MFU.
+    flops_per_batch: int | None = None
+
     def __init__(
         self,
         model: str = TINY_MODEL,
@@ -131,7 +134,6 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         self.val_loss = MeanMetric()
         self.val_key_nll = MeanMetric()
         self.val_nonkey_nll = MeanMetric()
-        self._last_step_time: float | None = None
 
     # ------------------------------------------------------------------ forward + loss
     def forward(
@@ -202,11 +204,6 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         self.log("train/nonkey_nll", stats["nonkey_nll"], batch_size=bs)
         dropped = dropped_step_fraction(batch.labels, batch.step_ids, weights, batch.segment_ids, batch.num_segments)
         self.log("train/masked_step_frac", dropped, batch_size=bs)
-        now = time.perf_counter()
-        if self._last_step_time is not None:
-            tokens = batch.num_tokens * self._world_size()
-            self.log("train/tokens_per_s", tokens / max(now - self._last_step_time, 1e-9), prog_bar=True, batch_size=bs)
-        self._last_step_time = now
         return loss
 
     def validation_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
@@ -218,9 +215,6 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         self.log("val/loss", self.val_loss, prog_bar=True, batch_size=batch.num_segments)
         self.log("val/key_nll", self.val_key_nll, batch_size=batch.num_segments)
         self.log("val/nonkey_nll", self.val_nonkey_nll, batch_size=batch.num_segments)
-
-    def on_train_epoch_start(self) -> None:
-        self._last_step_time = None
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
