@@ -133,21 +133,22 @@ class RLModule(TokenizerCheckpointMixin, LightningModule):
     ) -> None:
         name = f"{type(self).__name__}: "
         check_ranges(name, locals())
-        self.estimator = choose(ESTIMATORS, advantage, f"{name}advantage")
-        self.loss_agg = loss_agg or self.estimator.loss_agg
-        choose(AGGREGATIONS, self.loss_agg, f"{name}loss_agg")
+        estimator = choose(ESTIMATORS, advantage, f"{name}advantage")
+        choose(AGGREGATIONS, loss_agg or estimator.loss_agg, f"{name}loss_agg")
         choose(RATIOS, ratio_level, f"{name}ratio_level")
-        make_critic = choose(CRITICS, critic, f"{name}critic") if self.estimator.critic else None
-        self.kl_in_reward, self.kl_in_loss = choose(KL_MODES, kl_mode, f"{name}kl_mode")(kl_coef)
-        if self.estimator.groups and group_size < 2:
+        make_critic = choose(CRITICS, critic, f"{name}critic") if estimator.critic else None
+        kl_in_reward, kl_in_loss = choose(KL_MODES, kl_mode, f"{name}kl_mode")(kl_coef)
+        if estimator.groups and group_size < 2:
             raise ValueError(f"{name}advantage={advantage!r} compares the samples of one prompt: group_size must be >= 2, got {group_size}")
-        if self.estimator.groups and not do_sample:
+        if estimator.groups and not do_sample:
             raise ValueError(f"{name}advantage={advantage!r} needs do_sample: true (G greedy samples of one prompt are identical)")
         check_model_source(actor, what="actor")
         check_tokenizer_source(tokenizer)
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
         self.automatic_optimization = False
+        self.estimator, self.loss_agg = estimator, loss_agg or estimator.loss_agg
+        self.kl_in_reward, self.kl_in_loss = kl_in_reward, kl_in_loss  # the KL coefficient in the reward / in the loss
         loaded = load_pretrained(
             actor, dtype=dtype, tokenizer=tokenizer, gradient_checkpointing=gradient_checkpointing, tiny_config=tiny_config
         )
@@ -164,7 +165,7 @@ class RLModule(TokenizerCheckpointMixin, LightningModule):
 
     # ------------------------------------------------------------------ the step
     def collect(self, batch: list[Any]) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], Any]:
-        """Sample the batch (G copies of each item in a row for a group estimator): ``sequences`` [B, P+T],
+        """Sample the batch (``group_size`` copies of each item, in a row): ``sequences`` [B, P+T],
         ``attention_mask`` [B, P+T], ``response_mask`` [B, T], the environment's ``scores`` [B, T] (see
         :class:`~tl_lightning.rl.Rollout`), the texts, and whatever the subclass's :meth:`train_logs` needs."""
         raise NotImplementedError

@@ -234,6 +234,8 @@ class TaskDataModule(LightningDataModule):
             never train on a test split, nor on tasks generated as a test split with another seed: those carry
             the test-only slot values.
         tokenizer: a name/path or tokenizer object; kept as ``.tokenizer`` (the CLI links it into the model).
+        batch_size / val_batch_size: tasks per training / validation batch (None: ``batch_size``); a group
+            estimator plays G episodes of each training task.
         max_train_tasks / max_val_tasks: keep the first N tasks.
         exclude_path: a task file (e.g. ``quickstart:test_multi``) whose user queries must not be trained on:
             train tasks with the same first user message are skipped (``held_out_overlap``).

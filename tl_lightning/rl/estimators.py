@@ -58,6 +58,19 @@ class Advantages(NamedTuple):
     stats: dict[str, Tensor]
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """What :func:`compute_advantages` passes each estimator."""
+
+    estimator: str
+    group_size: int
+    kl_coef: float
+    reward_clip: float | None
+    gamma: float
+    lam: float
+    whiten: bool
+
+
 @torch.no_grad()
 def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation over contiguous response tokens. Returns ``(advantages, returns)``, [B, T].
@@ -186,17 +199,6 @@ KL_MODES: dict[str, Callable[[float], tuple[float, float]]] = {
     "reward": lambda c: (c, 0.0),
     "loss": lambda c: (0.0, c),
 }
-
-
-@dataclass(frozen=True)
-class _Settings:
-    estimator: str
-    group_size: int
-    kl_coef: float
-    reward_clip: float | None
-    gamma: float
-    lam: float
-    whiten: bool
 
 
 def compute_advantages(
