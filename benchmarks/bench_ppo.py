@@ -20,7 +20,7 @@ import torch
 
 
 def _prompts(tokenizer, n: int) -> list:
-    from tl_lightning.data.prompts import PromptDataModule
+    from tl_lightning.rl.data import PromptDataModule
 
     dm = PromptDataModule(train_path="quickstart", tokenizer=tokenizer, batch_size=n, max_train_prompts=n)
     dm.setup("fit")

@@ -57,9 +57,9 @@ def run(module, records, steps: int, device: str) -> dict[str, float]:
 
 def bench_rollouts(actor: str, n: int, new_tokens: int, device: str, dtype: str | None) -> dict[str, float]:
     from tl_lightning.benchmarks.synthetic import read_synthetic_cases
-    from tl_lightning.data.prompts import PromptDataModule
     from tl_lightning.generation import generate
     from tl_lightning.modules.rl_multiturn import TLMultiTurnRLModule
+    from tl_lightning.rl.data import PromptDataModule
     from tl_lightning.synthetic import ensure_quickstart_data
 
     ensure_quickstart_data()
@@ -91,13 +91,13 @@ def main() -> None:
     p.add_argument("--dtype", default=None)
     args = p.parse_args()
 
-    from tl_lightning.data.prompts import PromptDataModule
     from tl_lightning.modules.ppo import TLPPOModule
+    from tl_lightning.rl.data import PromptDataModule
 
     common = dict(actor=args.actor, max_new_tokens=args.new_tokens, do_sample=True, temperature=1.0, dtype=args.dtype,
                   actor_lr=1e-5, critic_lr=1e-5, sampling_seed=0)
     settings = {
-        "PPO (gae, separate critic)": dict(advantage="gae", critic="separate"),
+        "PPO (gae, separate critic)": dict(advantage="gae", critic="separate", group_size=args.group_size),
         f"GRPO (G={args.group_size}, no critic)": dict(advantage="grpo", group_size=args.group_size, kl_mode="loss"),
     }
     results = {}
@@ -107,8 +107,7 @@ def main() -> None:
         dm = PromptDataModule(train_path="quickstart", template="python_sig", tokenizer=module.tokenizer, batch_size=args.prompts,
                               max_train_prompts=args.prompts)
         dm.setup("fit")
-        records = [r for r in dm.train_prompts for _ in range(args.group_size)]
-        results[name] = run(module, records, args.steps, args.device)
+        results[name] = run(module, dm.train_prompts, args.steps, args.device)  # the module samples each prompt G times
         del module
 
     print(f"actor {args.actor}, device {args.device}, torch threads {torch.get_num_threads()}; "

@@ -3,6 +3,10 @@
     python scripts/import_graph.py            # cycles, layer violations and over-long modules; exit 1 if any
     python scripts/import_graph.py --edges    # also every module -> module arrow
 
+Cycles are checked twice: between modules, and between packages (``data``, ``tools``, ``rl``...; a top-level
+module such as ``losses`` is a package of its own), where ``data.a -> tools.b -> data.c`` is a cycle even
+though no module imports itself back.
+
 Every import counts, including those inside functions: a lazy import still makes one module depend on
 another, it only hides the dependency from the reader. Imports under ``if TYPE_CHECKING:`` do not count,
 since they never run. ``tests/test_architecture.py`` asserts the same rules.
@@ -19,7 +23,7 @@ from pathlib import Path
 PACKAGE = "tl_lightning"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
-#: Lower layers and the upper layers they must never import (DESIGN.md §2): data flows one way.
+#: Lower layers and the upper layers they must never import (docs/architecture.md#layers): data flows one way.
 LOWER = ("data", "tools", "benchmarks")
 UPPER = ("modules", "evaluation", "synthetic")
 #: The top layer: it may import anything, and no other module may import it (the entry point names it as a string).
@@ -127,6 +131,18 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph folded onto packages: ``tl_lightning.data.schema`` -> ``data``, ``tl_lightning.losses`` ->
+    ``losses``; arrows inside one package are dropped."""
+    folded: dict[str, set[str]] = {_layer(m) or PACKAGE: set() for m in graph}
+    for src, dsts in graph.items():
+        for dst in dsts:
+            a, b = _layer(src) or PACKAGE, _layer(dst) or PACKAGE
+            if a != b:
+                folded[a].add(b)
+    return folded
+
+
 def _layer(module: str) -> str:
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ""
@@ -161,16 +177,24 @@ def main(argv: list[str] | None = None) -> int:
             for dst in sorted(graph[src]):
                 print(f"{src} -> {dst}")
     problems = 0
+    packages = package_graph(graph)
+    if args.edges:
+        for src in sorted(packages):
+            for dst in sorted(packages[src]):
+                print(f"package {src} -> {dst}")
     for component in cycles(graph):
         problems += 1
         print("cycle: " + " <-> ".join(component))
+    for component in cycles(packages):
+        problems += 1
+        print("package cycle: " + " <-> ".join(component))
     for src, dst in layer_violations(graph):
         problems += 1
         print(f"upward import: {src} -> {dst}")
     for rel, n in long_modules():
         problems += 1
         print(f"over {MAX_LINES} lines: {rel} ({n})")
-    print(f"{len(graph)} modules, {sum(map(len, graph.values()))} arrows, {problems} problem(s)")
+    print(f"{len(graph)} modules, {sum(map(len, graph.values()))} arrows, {len(packages)} packages, {problems} problem(s)")
     return 1 if problems else 0
 
 

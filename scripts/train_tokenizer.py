@@ -6,7 +6,7 @@
     python scripts/train_tokenizer.py --out /tmp/tok --vocab-size 4096
 
 Both are byte-level BPEs with one token per digit (BPE merges of digit runs make a small model mis-copy
-numbers, DESIGN.md §5). Byte-level, so any other text still encodes (in more tokens). Deterministic.
+numbers, docs/method.md#quick-start-scale). Byte-level, so any other text still encodes (in more tokens). Deterministic.
 
 ``tl-tiny``: 2,048 tokens trained on the quick-start training split rendered through ``python_doc``, with
 ``snake_case`` identifiers merged whole, so every quick-start tool name is one token. With sub-word names

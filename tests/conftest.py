@@ -17,6 +17,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TL_LIGHTNING_CACHE", str(_TMP / "cache"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One xdist worker per core: each worker (and the processes its tests start) computes on one thread, instead
+    # of two workers' thread pools fighting over both cores. Set before torch is imported, which reads it once.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 _CORPUS = [
@@ -27,6 +31,18 @@ _CORPUS = [
     'get_weather_history(city="Rome", date="2024-01-02") search_flights search_hotels convert_units',
     '{"name": "get_stock_price", "arguments": {"symbol": "MSFT"}} <tool_call> </tool_call> error',
 ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under xdist (``--dist loadgroup``): one group per test file, so a file's tests share one worker and its
+    module fixtures are built once; and one group for every ``multiprocess`` test, so two multi-process runs
+    never compete for the two cores at once (their timeouts assume at most one other test beside them)."""
+    if not getattr(config.option, "loadgroup", False):  # what an xdist worker is told for --dist loadgroup
+        return
+    for item in items:
+        group = "multiprocess" if item.get_closest_marker("multiprocess") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ Rules, so configs added later are covered without editing this file:
   that lacks ``model`` or ``data`` (``trainer/``, ``experiments/``) is an override fragment: a second
   ``--config`` on top of ``configs/quickstart.yaml`` (how the README composes them).
 - Files compose others (``config: trainer/cpu.yaml``, ``trainer.logger: logger/csv.yaml``); the resolved
-  config is read back from the CLI's own parser. Values starting with ``/path/to/`` are placeholders users
+  config is read back from the CLI's own parser. A ``base.yaml`` is the shared part of its folder's files
+  (``config: base.yaml`` in each): it is instantiated through every one of them. Values starting with ``/path/to/`` are placeholders users
   must override, and values starting with ``runs/`` are outputs of an earlier run (e.g. the SFT quick
   start's export that PPO starts from): such a model or tokenizer becomes ``tl-tiny`` (so the 7B paper
   config is checked without 7B weights), such a data file the quick-start data.
@@ -127,7 +128,8 @@ def test_configs_exist():
         assert required in names
 
 
-@pytest.mark.parametrize("path", [p for p in ALL if not is_sweep(_load(p))], ids=lambda p: p.relative_to(CONFIGS).as_posix())
+@pytest.mark.parametrize("path", [p for p in ALL if not is_sweep(_load(p)) and p.name != "base.yaml"],
+                         ids=lambda p: p.relative_to(CONFIGS).as_posix())
 def test_config_instantiates(path):
     cli = instantiate_args(args_for(path))
     assert cli.model is not None and cli.datamodule is not None and cli.trainer is not None
@@ -153,10 +155,51 @@ def test_paper_config_has_the_paper_settings():
     assert str(cfg["trainer"]["strategy"]["init_args"]["sharding_strategy"]).endswith("FULL_SHARD")
 
 
+def test_base_files_are_composed_by_every_sibling():
+    bases = [p for p in ALL if p.name == "base.yaml"]
+    assert bases
+    for base in bases:
+        siblings = [p for p in base.parent.glob("*.yaml") if p != base]
+        assert siblings and all(_load(p).get("config") == "base.yaml" for p in siblings), base
+
+
+def test_eval_files_hold_only_what_differs_from_the_base():
+    """Each benchmark's file: the benchmark, its path, the scoring mode and the template (plus a category or a
+    batch size), as dotted overrides; the classes and the trainer are the base's."""
+    for path in sorted((CONFIGS / "eval").glob("*.yaml")):
+        if path.name == "base.yaml":
+            continue
+        raw = _load(path)
+        assert set(raw) - {"config"} <= {f"model.init_args.{k}" for k in ("template", "mode")} | {
+            f"data.init_args.{k}" for k in ("benchmark", "path", "category", "batch_size")}, path
+        cfg = resolve(["--config", str(path)])
+        assert cfg["model"]["class_path"].endswith("TLEvalModule") and cfg["trainer"]["logger"] is False, path
+
+
+def test_paper_grpo_is_the_paper_ppo_with_the_group_baseline():
+    raw = _load(CONFIGS / "paper" / "grpo_codellama7b.yaml")
+    assert raw["config"] == "ppo_codellama7b.yaml" and len(raw) <= 15
+    ppo = resolve(["--config", str(CONFIGS / "paper" / "ppo_codellama7b.yaml")])
+    grpo = resolve(["--config", str(CONFIGS / "paper" / "grpo_codellama7b.yaml")])
+    changed = {k for k, v in grpo["model"]["init_args"].items() if ppo["model"]["init_args"][k] != v}
+    assert changed == {"advantage", "group_size", "kl_mode", "kl_coef", "clip_high", "loss_agg", "do_sample", "sampling_seed"}
+    assert grpo["data"] == ppo["data"] and grpo["trainer"]["devices"] == ppo["trainer"]["devices"] == 8
+
+
+def test_group_size_is_set_once_on_the_module():
+    for path in ALL:
+        raw = _load(path)
+        raw = raw if isinstance(raw, dict) else {}
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        assert "group_size" not in (data.get("init_args") or {}) and "data.init_args.group_size" not in raw, path
+
+
 def test_experiment_files_compose_base_files_instead_of_inlining_them():
-    """quickstart.yaml, ppo_quickstart.yaml and paper/*.yaml name their trainer, logger and callbacks files;
-    the quick start resolves to the same settings as the component files."""
+    """quickstart.yaml, ppo_quickstart.yaml and paper/*.yaml name their trainer, logger and callbacks files (the
+    paper GRPO file, through the paper PPO file); the quick start resolves to the same settings as the component files."""
     for path in [BASE, PPO_BASE, *sorted((CONFIGS / "paper").glob("*.yaml"))]:
+        if path.name == "grpo_codellama7b.yaml":
+            continue
         raw = _load(path)
         assert isinstance(raw["config"], str) and raw["config"].endswith(".yaml"), path
         assert not isinstance(raw.get("trainer"), dict), f"{path}: trainer inlined"

@@ -21,7 +21,7 @@ from sft_helpers import TINY, HandBuiltDataModule
 from tl_lightning.modules.sft import TLSFTModule
 
 RUNNER = Path(__file__).resolve().parent / "sft_dist_runner.py"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 
 def _run(tmp_path: Path, name: str, *args: str) -> dict[int, float]:

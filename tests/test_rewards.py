@@ -1,4 +1,4 @@
-"""IRM reward: one test per row of the DESIGN.md §1 table, in its order, plus configuration and multi-call rules."""
+"""IRM reward: one test per row of the table in docs/method.md#the-irm-reward, in its order, plus configuration and multi-call rules."""
 
 from __future__ import annotations
 

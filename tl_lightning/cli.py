@@ -45,12 +45,15 @@ from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from tl_lightning.ranges import check_ranges
 from tl_lightning.rundir import RUN_OUTPUTS, RunDirLock, lock_run_dir
 
 __all__ = ["ROOT_PLACEHOLDER", "RUN_OUTPUTS", "TLCLI", "TLSaveConfigCallback", "check_config", "quiet_console"]
 
 #: Written as a value under ``trainer`` (a logger's ``save_dir``, a callback's ``dirpath``): replaced by
-#: ``trainer.default_root_dir``. jsonargparse has no interpolation, and CSVLogger requires a save_dir.
+#: ``trainer.default_root_dir``, or the working directory when that is unset (Lightning's own default). Not a
+#: jsonargparse interpolation: that needs its ``omegaconf+`` mode and the omegaconf package for this one value,
+#: and an unset run directory would interpolate to None, which CSVLogger refuses.
 ROOT_PLACEHOLDER = "${trainer.default_root_dir}"
 
 #: Printed under ``fit --help``: the module and data options are the chosen class's, listed by ``--model.help``.
@@ -123,15 +126,6 @@ def _init_args(spec: Any) -> dict[str, Any]:
     return init.as_dict() if hasattr(init, "as_dict") else dict(init)
 
 
-def _check_ranges(section: str, args: dict[str, Any]) -> None:
-    minimum = {"batch_size": 1, "val_batch_size": 1, "max_length": 1, "max_prompt_length": 1, "num_workers": 0,
-               "pad_to_multiple_of": 1, "w_max": 1, "max_new_tokens": 1, "limit": 1}
-    for key, low in minimum.items():
-        value = args.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
-            raise ValueError(f"{section}.init_args.{key} must be >= {low}, got {value}")
-
-
 def _check_checkpoint_file(value: Any, what: str) -> None:
     """A ``.ckpt`` file must be a whole torch archive (``torch.save`` writes a zip): a truncated or foreign
     file is one line here, not a traceback from deep inside ``torch.load``."""
@@ -170,7 +164,7 @@ def check_config(cfg: Any) -> None:
         if path.stat().st_size == 0:
             raise ValueError(f"data.init_args.{key}: {value!r} is empty")
     for section, args in (("data", data), ("model", model)):
-        _check_ranges(section, args)
+        check_ranges(f"{section}.init_args.", args)  # the classes' own table, before anything is built
         template = args.get("template")
         if isinstance(template, str):
             from tl_lightning.data.templates import TEMPLATES

@@ -1,7 +1,8 @@
-"""Pure tensor maths of TL-Training: the SFT objective (MAE + PKT) and PPO.
+"""Pure tensor maths of TL-Training's SFT objective: MAE + PKT weights and the weighted, masked NLL.
 
 Every function here is a pure function of tensors, returns its value plus detached statistics,
-and is unit-tested against hand-computed numbers (tests/test_losses*.py).
+and is unit-tested against hand-computed numbers (tests/test_losses.py). The RL losses are in
+:mod:`tl_lightning.rl.losses`; the method: docs/method.md, "SFT: MAE and PKT".
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def pkt_weights(
     segment_ids: Tensor | None = None,
     num_segments: int | None = None,
 ) -> Tensor:
-    """Per-token loss weights of TL-Training SFT (DESIGN.md §1, MAE + PKT). Unshifted, like ``labels``.
+    """Per-token loss weights of TL-Training SFT (docs/method.md#sft-mae-and-pkt). Unshifted, like ``labels``.
 
     Args:
         labels: [B, L] long, ``IGNORE_INDEX`` on unsupervised tokens.
@@ -239,150 +240,3 @@ def weighted_masked_nll(
             "weight_sum": weight_sum.detach(),
         }
     return loss, stats
-
-
-# ============================================================================ PPO
-# All PPO functions take [B, T] tensors over *response* tokens (T = generated length, right-padded)
-# and a 0/1 ``mask`` of valid response tokens; padding never contributes to a mean or a return.
-# Conventions follow DeepSpeed-Chat, the official TL-Training PPO: the value and log-prob at
-# response position t belong to the state just before token t is generated.
-
-
-def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
-    """Mean of ``values`` over positions where ``mask`` is 1 (over all of them when ``dim`` is None).
-
-    An all-zero mask gives 0 rather than NaN, so an empty minibatch cannot poison a logged mean.
-    """
-    mask = mask.to(values.dtype)
-    if dim is None:
-        return (values * mask).sum() / mask.sum().clamp(min=1.0)
-    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
-
-
-def masked_var(values: Tensor, mask: Tensor, unbiased: bool = True) -> Tensor:
-    """Variance of the masked entries (Bessel-corrected by default, as TRL and DeepSpeed-Chat use)."""
-    mean = masked_mean(values, mask)
-    var = masked_mean((values - mean) ** 2, mask)
-    if unbiased:
-        n = mask.sum()
-        if n < 2:
-            raise ValueError(f"unbiased masked variance needs at least 2 valid entries, got {int(n)}")
-        var = var * n / (n - 1)
-    return var
-
-
-def masked_whiten(values: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
-    """Normalise the masked entries to unit variance (and zero mean if ``shift_mean``); padding becomes 0.
-
-    ``shift_mean=False`` keeps the mean, which is how returns are sometimes scaled; advantages
-    are always shifted.
-    """
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
-    whitened = (values - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        whitened = whitened + mean
-    return whitened * mask.to(values.dtype)
-
-
-def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, kl_coef: float) -> Tensor:
-    """Per-token KL penalty ``-kl_coef * (logp - logp_ref)`` on valid tokens, 0 on padding. [B, T].
-
-    This is the k1 estimator of KL(policy || reference) on the sampled token, the one
-    DeepSpeed-Chat (and so the paper) uses; summed over a response it is an unbiased estimate
-    of the sequence KL.
-    """
-    return -kl_coef * (logprobs - ref_logprobs) * mask.to(logprobs.dtype)
-
-
-def last_token_index(mask: Tensor) -> Tensor:
-    """Index of the last valid token of each row of a [B, T] mask (0 for an empty row). [B]."""
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    return (positions * mask.long()).amax(dim=1)
-
-
-def token_rewards(
-    scores: Tensor, logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, kl_coef: float, clip: float | None = 5.0
-) -> Tensor:
-    """Per-token rewards [B, T]: the KL penalty everywhere, plus the clipped score [B] at the last token.
-
-    This is DeepSpeed-Chat's ``compute_rewards``: the sequence-level reward (here IRM's) is
-    clipped to ``±clip`` and added at the last generated token (the stop token when there is one).
-    """
-    rewards = kl_penalty(logprobs, ref_logprobs, mask, kl_coef)
-    if clip is not None:
-        scores = scores.clamp(-clip, clip)
-    last = last_token_index(mask)
-    has_tokens = mask.sum(dim=1) > 0
-    rows = torch.arange(rewards.shape[0], device=rewards.device)
-    rewards[rows, last] += scores.to(rewards.dtype) * has_tokens.to(rewards.dtype)
-    return rewards
-
-
-@torch.no_grad()
-def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimation over response tokens. Returns ``(advantages, returns)``, [B, T].
-
-    ``delta_t = r_t + gamma * V_{t+1} - V_t`` with ``V`` past the last valid token taken as 0
-    (the episode ends there), ``A_t = delta_t + gamma * lam * A_{t+1}``, and ``returns = A + V``.
-    Padding positions get 0 advantage and 0 return.
-    """
-    mask = mask.to(values.dtype)
-    values = values * mask
-    rewards = rewards * mask
-    advantages = torch.zeros_like(values)
-    next_value = torch.zeros_like(values[:, 0])
-    next_adv = torch.zeros_like(values[:, 0])
-    for t in reversed(range(values.shape[1])):
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        adv = (delta + gamma * lam * next_adv) * mask[:, t]
-        advantages[:, t] = adv
-        # A padded position passes on nothing: the next valid token sees V=0, A=0 beyond the end.
-        next_value = values[:, t]
-        next_adv = adv
-    returns = (advantages + values) * mask
-    return advantages, returns
-
-
-def ppo_policy_loss(
-    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, clip: float = 0.2
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """The clipped PPO surrogate ``mean(max(-A * r, -A * clip(r, 1-c, 1+c)))`` over valid tokens.
-
-    ``r = exp(logp - old_logp)``. The mean is over every valid token of the batch (DeepSpeed-Chat's
-    normalisation). Stats (detached): ``clipfrac`` (share of tokens where the clipped term won),
-    ``approx_kl`` (``0.5 * mean((logp - old_logp)^2)``, as TRL logs it) and ``ratio`` (mean).
-    """
-    log_ratio = logprobs - old_logprobs
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    with torch.no_grad():
-        stats = {
-            "clipfrac": masked_mean((clipped > unclipped).to(logprobs.dtype), mask),
-            "approx_kl": 0.5 * masked_mean(log_ratio**2, mask),
-            "ratio": masked_mean(ratio, mask),
-        }
-    return loss, stats
-
-
-def ppo_value_loss(
-    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float | None = 0.2
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """``0.5 * mean(max((V - R)^2, (V_clip - R)^2))`` over valid tokens, ``V_clip = old + clip(V - old, ±c)``.
-
-    ``clip=None`` gives the plain ``0.5 * mean((V - R)^2)``. Stats (detached): ``vf_clipfrac``
-    (share of tokens where the clipped error was the larger) and ``value_error`` (mean squared error
-    of the unclipped values).
-    """
-    err = (values - returns) ** 2
-    if clip is None:
-        loss = 0.5 * masked_mean(err, mask)
-        clipfrac = torch.zeros((), dtype=values.dtype, device=values.device)
-    else:
-        clipped_values = old_values + torch.clamp(values - old_values, -clip, clip)
-        err_clipped = (clipped_values - returns) ** 2
-        loss = 0.5 * masked_mean(torch.maximum(err, err_clipped), mask)
-        clipfrac = masked_mean((err_clipped > err).to(values.dtype), mask).detach()
-    return loss, {"vf_clipfrac": clipfrac, "value_error": masked_mean(err, mask).detach()}
-

@@ -39,14 +39,14 @@ TINY_MODEL = TINY_TOKENIZER
 #: The pretrained base model's name: an ordinary HF directory at ``tl_lightning/assets/base_small`` (a 4.5M-parameter
 #: LLaMA that ``scripts/pretrain_base.py`` pretrains on the tool-use corpus of :mod:`tl_lightning.synthetic.pretrain`,
 #: which shares no tool with the quick-start toolkits), read with the ``tl-small`` tokenizer. Not shipped yet: the
-#: weights go into the package once fine-tuning them beats training from random weights (README, issue 11).
+#: weights go into the package once fine-tuning them beats training from random weights (docs/results.md#a-pretrained-base-model).
 BASE_MODEL = "tl-small-base"
 
 #: Every pretrained model that loads by name without a path or the hub: name -> (folder under ``assets/``, tokenizer).
 SHIPPED_MODELS: dict[str, tuple[str, str]] = {BASE_MODEL: ("base_small", SMALL_TOKENIZER)}
 _ASSETS = Path(__file__).resolve().parent / "assets"
 
-#: The quick-start size: 128 wide as DESIGN.md §5 measured best on 2 CPU cores (a 256-wide model learns more
+#: The quick-start size: 128 wide as docs/method.md#quick-start-scale measured best on 2 CPU cores (a 256-wide model learns more
 #: per step but is 2.4x slower), with 2 layers instead of 4: twice the steps in the 5-minute budget, and on the
 #: quick-start task held-out tool-name accuracy went from 46-68% (4 layers, 850 steps) to 74-79% (2 layers, ~1,400).
 TINY_CONFIG: dict[str, Any] = {

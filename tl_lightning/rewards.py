@@ -1,6 +1,6 @@
 """IRM: the TL-Training reward for RL, a pure function of a generated call, the gold call and the tools.
 
-:func:`tool_call_reward` walks the DESIGN.md §1 table in its order and returns the first row that
+:func:`tool_call_reward` walks the table of docs/method.md#the-irm-reward in its order and returns the first row that
 applies, with a :class:`RewardCategory` naming the outcome (finer than the table where one row
 covers two outcomes, e.g. ``param_redundancy`` and ``param_missing`` both earn the
 ``redundancy_or_missing`` value). The terms, for a predicted call ``p`` of tool ``t`` and gold ``g``:
@@ -71,7 +71,7 @@ class RewardCategory(str, Enum):
 
 @dataclass(frozen=True)
 class IRMValues:
-    """The reward of each table row (DESIGN.md §1 defaults)."""
+    """The reward of each table row (docs/method.md#the-irm-reward defaults)."""
 
     invalid: float = -2.0  # unparseable output, or a tool name not in T
     wrong_tool: float = -1.5

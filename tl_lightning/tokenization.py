@@ -9,7 +9,7 @@ Training (:mod:`tl_lightning.data.encode`) and generation (:mod:`tl_lightning.ge
 through :func:`tokenize_with_offsets`, so a prompt at test time gets exactly the ids it had in training.
 
 Digits are split one per token (as LLaMA's tokenizer does): BPE merges of digit runs make a
-small model mis-copy numbers (DESIGN.md §5). With ``whole_identifiers`` (``tl-tiny``),
+small model mis-copy numbers (docs/method.md#quick-start-scale). With ``whole_identifiers`` (``tl-tiny``),
 underscores count as letters when pre-splitting, so BPE may merge a whole ``snake_case`` identifier
 (a tool or parameter name) into one token: choosing a tool is then one decision of a tiny model,
 not a run of sub-word guesses. ``tl-small`` (the base model's) splits them at ``_`` as real LLM tokenizers do.

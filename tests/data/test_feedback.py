@@ -8,7 +8,7 @@ from tl_lightning.data import FeedbackCategory as C
 from tl_lightning.data import FeedbackClassifier, classify_feedback, step_category
 from tl_lightning.data.feedback import FeedbackRule, default_classifier, normalize_feedback
 
-# At least two realistic messages per category (DESIGN.md §1 examples first, then sandbox-style ones).
+# At least two realistic messages per category (docs/method.md#feedback-categories examples first, then sandbox-style ones).
 REALISTIC = {
     C.ALL_RIGHT: [
         '{"slip": {"id": 52, "advice": "Don\'t be afraid to make mistakes."}}',
@@ -81,7 +81,7 @@ def test_every_category_has_two_examples():
     assert all(len(v) >= 2 for v in REALISTIC.values())
 
 
-# Every official substring of DESIGN.md §1, each embedded in some surrounding text, with its category.
+# Every official substring of docs/method.md#feedback-categories, each embedded in some surrounding text, with its category.
 OFFICIAL = [
     ("is not defined", C.TOOL_HALLUCINATION),
     ("positional argument", C.PARAMETER_MISSING),

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from tl_lightning.data.batch import IGNORE_INDEX
 from tl_lightning.data.chat_template import ChatTemplate
 from tl_lightning.data.encode import encode_trajectory
+from tl_lightning.data.literals import python_literal
 from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
 from tl_lightning.data.template_base import TemplateError
 from tl_lightning.data.templates import PythonDocTemplate, get_template
-from tl_lightning.tools.literals import python_literal
 
 # The stock Qwen2.5-Instruct chat template (tools in the system turn, <tool_call> JSON, tool responses
 # as a user turn); it has no {% generation %} tags.
@@ -161,8 +161,8 @@ def test_python_doc_adds_finish_tool_when_missing(tiny_tokenizer):
 @pytest.mark.parametrize("name,kw", ALL)
 def test_shown_tools_are_the_tools_the_render_lists(tiny_tokenizer, name, kw):
     """One rule for "which tools the model sees": PKT (``Rendered.tool_names``) and RL prompts both use it."""
-    from tl_lightning.data.prompts import build_prompts
     from tl_lightning.data.schema import finish_tool
+    from tl_lightning.rl.data import build_prompts
 
     template = get_template(name, **kw)
     traj = trajectory()

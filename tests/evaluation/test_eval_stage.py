@@ -202,6 +202,7 @@ class _ScriptedEval(TLEvalModule):
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_ddp_two_processes_gather_every_case_once(tmp_path):
     dm = BenchmarkDataModule("bfcl", str(FIXTURES), batch_size=2, limit=5)  # 5 cases: rank 1 gets a None pad
     module = _ScriptedEval(template="python_doc", mode="bfcl", tiny_config=TINY, output_dir=str(tmp_path / "out"))

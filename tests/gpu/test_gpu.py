@@ -73,9 +73,9 @@ def ppo_bf16_step(tmp_path, accelerator: str = "cuda") -> None:
     does not. Two passes, because the zero-initialised value head sends the critic backbone no gradient in the first."""
     from torch.utils.data import DataLoader
 
-    from tl_lightning.data.prompts import PromptRecord
     from tl_lightning.data.schema import Message, Tool, ToolCall, Trajectory
     from tl_lightning.modules.ppo import TLPPOModule
+    from tl_lightning.rl.data import PromptRecord
     from tl_lightning.tokenization import load_tokenizer
 
     seed_everything(0)

@@ -8,11 +8,12 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from torch.utils.data import DataLoader
 
 from tl_lightning.checkpoints import load_pretrained
-from tl_lightning.data.prompts import PromptRecord
 from tl_lightning.data.schema import Message, Step, Tool, ToolCall, Trajectory
 from tl_lightning.generation import sequence_logprobs
 from tl_lightning.modules.ppo import TLPPOModule
-from tl_lightning.rl import Rollout, compute_advantages, gold_reward, sandbox_reward
+from tl_lightning.rl import Rollout, compute_advantages
+from tl_lightning.rl.data import PromptRecord
+from tl_lightning.rl.rewards import gold_reward, sandbox_reward
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "intermediate_size": 64}
 PROMPT = "User: ping\nAssistant:"
@@ -95,16 +96,16 @@ def test_compute_advantages_by_hand():
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     r = Rollout(
         sequences=torch.zeros(1, 5, dtype=torch.long), attention_mask=torch.ones(1, 5, dtype=torch.long),
-        response_mask=mask, logprobs=torch.tensor([[-1.0, -1.0, 0.0]]), ref_logprobs=torch.tensor([[-1.5, -0.5, 0.0]]),
-        values=torch.tensor([[0.5, 0.25, 0.0]]), texts=["x"],
+        response_mask=mask, scores=torch.tensor([[0.0, 9.0, 0.0]]), logprobs=torch.tensor([[-1.0, -1.0, 0.0]]),
+        ref_logprobs=torch.tensor([[-1.5, -0.5, 0.0]]), values=torch.tensor([[0.5, 0.25, 0.0]]), texts=["x"],
     )
-    rewards, adv, ret = compute_advantages(r, torch.tensor([9.0]), kl_coef=0.4, reward_clip=5.0, gamma=1.0, lam=0.95, whiten=False)
-    torch.testing.assert_close(rewards, torch.tensor([[-0.2, 5.2, 0.0]]))
+    # per-token rewards: the KL penalty -0.4 * (logp - ref) = [-0.2, 0.2], plus the score clipped to 5 at the last token
+    adv, ret, _ = compute_advantages("gae", r, kl_coef=0.4, reward_clip=5.0, gamma=1.0, lam=0.95, whiten=False)
     a1 = 5.2 - 0.25
     a0 = -0.2 + 0.25 - 0.5 + 0.95 * a1
     torch.testing.assert_close(adv, torch.tensor([[a0, a1, 0.0]]))
     torch.testing.assert_close(ret, torch.tensor([[a0 + 0.5, 5.2, 0.0]]))
-    _, whitened, _ = compute_advantages(r, torch.tensor([9.0]), 0.4, 5.0, 1.0, 0.95, whiten=True)
+    whitened = compute_advantages("gae", r, kl_coef=0.4, reward_clip=5.0, whiten=True).advantages
     assert whitened[0, 2] == 0 and abs(whitened[0, :2].sum().item()) < 1e-5
 
 
@@ -118,10 +119,10 @@ def test_one_iteration_updates_every_actor_and_critic_parameter_not_the_referenc
         # two updates: the zero-initialised value head passes no gradient to the critic backbone in the first
         module = make_module(tiny_tokenizer, critic=critic, do_sample=True, ppo_epochs=2)
         before = {"actor": _params(module.actor), "ref": _params(module.reference),
-                  "critic": _params(module.critic if critic == "separate" else module.value_head)}
+                  "critic": _params(module.critic)}
         trainer(tmp_path, max_epochs=1).fit(module, DataLoader([toy_record()] * 4, batch_size=4, collate_fn=list))
         after = {"actor": _params(module.actor), "ref": _params(module.reference),
-                 "critic": _params(module.critic if critic == "separate" else module.value_head)}
+                 "critic": _params(module.critic)}
         assert all(torch.equal(before["ref"][k], after["ref"][k]) for k in before["ref"])
         changed = [k for k in before["actor"] if not torch.equal(before["actor"][k], after["actor"][k])]
         assert len(changed) == len(before["actor"]), (critic, set(before["actor"]) - set(changed))
@@ -199,8 +200,8 @@ def test_load_pretrained_from_sft_checkpoint_and_hf_export(tiny_tokenizer, tmp_p
         ({"lam": -0.1}, r"lam must be in \[0, 1\]"),
         ({"clip_policy": 0.0}, r"clip_policy must be in \(0, 1\)"),
         ({"clip_policy": 1.0}, r"clip_policy must be in \(0, 1\)"),
-        ({"clip_value": 0.0}, "clip_value must be > 0 or None"),
-        ({"reward_clip": -5.0}, "reward_clip must be > 0 or None"),
+        ({"clip_value": 0.0}, "clip_value must be > 0"),
+        ({"reward_clip": -5.0}, "reward_clip must be > 0"),
         ({"kl_coef": -0.1}, "kl_coef must be >= 0"),
         ({"actor_lr": 0.0}, "actor_lr must be > 0"),
         ({"critic_lr": -1.0}, "critic_lr must be > 0"),
@@ -210,8 +211,9 @@ def test_load_pretrained_from_sft_checkpoint_and_hf_export(tiny_tokenizer, tmp_p
         ({"temperature": 0.0}, "temperature must be > 0"),
         ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
         ({"sandbox_instability_rate": 2.0}, r"sandbox_instability_rate must be in \[0, 1\]"),
-        ({"critic": "both"}, "critic must be 'separate' or 'shared'"),
-        ({"reward_source": "oracle"}, "reward_source must be 'gold' or 'sandbox'"),
+        ({"critic": "both"}, r"critic must be one of \['separate', 'shared'\]"),
+        ({"reward_source": "oracle"}, r"reward_source must be one of \['gold', 'sandbox'\]"),
+        ({"kl_mode": "both"}, r"kl_mode must be one of \['reward', 'loss'\]"),
     ],
 )
 def test_out_of_range_settings_fail_at_construction_in_one_line(tiny_tokenizer, kwargs, message):

@@ -79,6 +79,7 @@ def test_ppo_quickstart_config_runs_end_to_end(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
+@pytest.mark.multiprocess
 def test_ppo_quickstart_runs_with_ddp_on_two_cpu_processes(tmp_path):
     _sft_export(tmp_path)
     sync = tmp_path / "max_param_diff.txt"

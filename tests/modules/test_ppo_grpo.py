@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from lightning.pytorch import seed_everything
 from test_ppo import RewardLog, make_module, p_call, toy_record, trainer, warm_up
 from torch.utils.data import DataLoader
 
-from tl_lightning.data.prompts import PromptDataModule, _RepeatEach
 from tl_lightning.modules.ppo import TLPPOModule
-from tl_lightning.rl import check_groups
 
 GRPO = dict(advantage="grpo", group_size=4, do_sample=True, kl_mode="loss")
 
 
-def groups(n_prompts: int, g: int) -> DataLoader:
-    return DataLoader([toy_record()] * n_prompts, batch_size=n_prompts, collate_fn=_RepeatEach(g))
+def prompts(n: int) -> DataLoader:
+    """One batch of n prompts: the module samples each group_size times."""
+    return DataLoader([toy_record()] * n, batch_size=n, collate_fn=list)
 
 
 @pytest.mark.parametrize("advantage", ["grpo", "dr_grpo", "rloo", "reinforce_pp"])
 def test_critic_free_estimators_build_no_critic_and_train_only_the_actor(advantage, tiny_tokenizer, tmp_path, one_thread):
     seed_everything(0)
     module = make_module(tiny_tokenizer, **{**GRPO, "advantage": advantage})
-    assert module.critic is None and module.value_head is None
-    assert not any(k.startswith(("critic.", "value_head.")) for k in module.state_dict())
+    assert module.critic is None
+    assert not any(k.startswith("critic.") for k in module.state_dict())
     assert isinstance(module.configure_optimizers(), torch.optim.AdamW)  # one optimizer: the actor's
     warm_up(module, tiny_tokenizer, steps=40)  # ping_a vs ping_b: groups whose rewards differ
     before = {k: v.detach().clone() for k, v in module.actor.named_parameters()}
     t = trainer(tmp_path, max_epochs=1)
-    t.fit(module, groups(2, 4))
+    t.fit(module, prompts(2))
     metrics = t.callback_metrics
     assert "train/value_loss" not in metrics and "train/value" not in metrics and "train/return" not in metrics
     assert torch.isfinite(metrics["train/policy_loss"])
@@ -62,23 +63,19 @@ def _no_load(*args, **kwargs):
     ],
 )
 def test_bad_settings_are_rejected_before_any_model_loads(kw, message, monkeypatch):
-    monkeypatch.setattr("tl_lightning.modules.ppo.load_pretrained", _no_load)
+    monkeypatch.setattr("tl_lightning.modules.rl_base.load_pretrained", _no_load)
     with pytest.raises(ValueError, match=message):
         TLPPOModule(tiny_config={}, **kw)
 
 
-def test_group_size_must_divide_the_data_batch_before_anything_loads():
-    with pytest.raises(ValueError, match=r"group_size=4 must be >= 1 and divide batch_size=6"):
-        PromptDataModule(train_path="quickstart", batch_size=6, group_size=4)
-
-
-def test_prompt_batches_repeat_each_prompt_group_size_times_in_a_row():
-    assert _RepeatEach(3)(["a", "b"]) == ["a", "a", "a", "b", "b", "b"]
-    check_groups(["a", "a", "b", "b"], 2)
-    with pytest.raises(ValueError, match="set data.init_args.group_size to 2"):
-        check_groups(["a", "b", "a", "b"], 2)  # a module with G=2 fed ungrouped data
-    with pytest.raises(ValueError, match="not 4 copies"):
-        check_groups(["a", "a", "a"], 4)
+def test_the_module_samples_each_prompt_group_size_times_in_a_row(tiny_tokenizer, tmp_path, one_thread):
+    seed_everything(0)
+    module = make_module(tiny_tokenizer, **GRPO)
+    seen, collect = [], module.collect
+    module.collect = lambda items: seen.append([r.id for r in items]) or collect(items)
+    other = dataclasses.replace(toy_record(), id="other")
+    trainer(tmp_path, max_epochs=1).fit(module, DataLoader([toy_record(), other], batch_size=2, collate_fn=list))
+    assert seen == [["toy"] * 4 + ["other"] * 4]
 
 
 def test_grpo_raises_mean_reward_on_the_two_tool_toy_task(tiny_tokenizer, tmp_path, one_thread):
@@ -87,7 +84,7 @@ def test_grpo_raises_mean_reward_on_the_two_tool_toy_task(tiny_tokenizer, tmp_pa
     warm_up(module, tiny_tokenizer)
     p_a = p_call(module, tiny_tokenizer, " ping_a()</s>")
     log = RewardLog()
-    trainer(tmp_path, max_epochs=12, callbacks=[log]).fit(module, groups(2, 8))
+    trainer(tmp_path, max_epochs=12, callbacks=[log]).fit(module, prompts(2))
     first, last = sum(log.rewards[:2]) / 2, sum(log.rewards[-3:]) / 3
     assert last > first + 0.5, log.rewards
     assert p_call(module, tiny_tokenizer, " ping_a()</s>") > p_a + 0.2

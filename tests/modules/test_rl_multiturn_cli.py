@@ -12,7 +12,7 @@ from test_ppo_cli import _run, _sft_export
 QUICK = [
     "--trainer.limit_train_batches", "1", "--trainer.max_time", "null",
     "--model.init_args.max_new_tokens", "4", "--model.init_args.max_turns", "2", "--model.init_args.group_size", "2",
-    "--data.init_args.batch_size", "4", "--data.init_args.group_size", "2",
+    "--data.init_args.batch_size", "2",
 ]
 
 

@@ -7,14 +7,14 @@ import ast
 import json
 import math
 import operator
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tl_lightning.benchmarks.base import benchmarks_root
 from tl_lightning.benchmarks.bfcl import parse_ground_truth_call
-from tl_lightning.tools.literals import (
+from tl_lightning.data.literals import (
     MAX_DEPTH,
     MAX_INT_DIGITS,
     LiteralError,
@@ -179,7 +179,7 @@ def test_render_then_walk_round_trips(value):
 # --------------------------------------------------------------------------- BFCL gold
 
 
-_BFCL_EXEC = Path("/work/shared/benchmarks/bfcl_v3_exec")
+_BFCL_EXEC = benchmarks_root() / "bfcl_v3_exec"  # the public set, where the benchmark readers look for it
 
 
 def _bfcl_reference(node: ast.expr):

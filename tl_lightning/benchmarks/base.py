@@ -114,6 +114,6 @@ def resolve_benchmark_path(path: str | os.PathLike) -> Path:
         )
         raise FileNotFoundError(
             f"{text!r}: {resolved} does not exist; it resolves against {source}. "
-            f"Set {BENCHMARKS_ENV} to the folder holding your copy of the public sets (README: benchmark data)."
+            f"Set {BENCHMARKS_ENV} to the folder holding your copy of the public sets (docs/evaluation.md#benchmark-data)."
         )
     return resolved

@@ -27,9 +27,9 @@ from typing import Any
 from tl_lightning.benchmarks.base import BenchmarkSet, read_cases
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.errors import ReadReport, TrajectoryFormatError
+from tl_lightning.data.literals import literal_value
 from tl_lightning.data.records import RawRecord, iter_records
 from tl_lightning.data.schema import Message, Tool, ToolCall
-from tl_lightning.tools.literals import literal_value
 
 __all__ = ["EXEC_CATEGORIES", "AST_CATEGORIES", "read_bfcl", "parse_ground_truth_call"]
 

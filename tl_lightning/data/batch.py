@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["EncodedTrajectory", "TrajectoryBatch", "collate_encoded", "target_indices", "IGNORE_INDEX"]
+__all__ = ["EncodedTrajectory", "TrajectoryBatch", "collate_encoded", "target_indices", "tokens_in", "trajectories_in", "IGNORE_INDEX"]
 
 #: Label value of tokens that get no loss (the Hugging Face convention; models shift labels themselves).
 IGNORE_INDEX = -100
@@ -92,6 +92,16 @@ class TrajectoryBatch:
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
+
+
+def trajectories_in(batch: TrajectoryBatch) -> int:
+    """The trajectories of a batch: Lightning's ``ThroughputMonitor`` counts them as its samples."""
+    return batch.num_segments
+
+
+def tokens_in(batch: TrajectoryBatch) -> int:
+    """The real (non-pad) tokens of a batch: ``ThroughputMonitor``'s items, so it logs tokens/s."""
+    return batch.num_tokens
 
 
 def target_indices(labels: Tensor, error_mask: Tensor, segment_ids: Tensor) -> tuple[Tensor, Tensor]:

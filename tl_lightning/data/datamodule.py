@@ -41,6 +41,7 @@ from tl_lightning.data.paths import cache_root, resolve_data_path
 from tl_lightning.data.sampling import EpochLengthGroupedSampler, EpochRandomSampler, ResumableDataLoader
 from tl_lightning.data.schema import FeedbackCategory
 from tl_lightning.data.templates import get_template
+from tl_lightning.ranges import check_ranges
 
 __all__ = ["DataReport", "EncodedDataset", "ToolTrajectoryDataModule", "encode_file"]
 
@@ -224,10 +225,8 @@ class ToolTrajectoryDataModule(L.LightningDataModule):
         self.batch_size, self.val_batch_size, self.num_workers = batch_size, val_batch_size or batch_size, num_workers
         self.error_categories = error_categories
         self.template = get_template(template, **(template_kwargs or {}))  # fails fast on an unknown name
-        for name, value, low in (("batch_size", batch_size, 1), ("val_batch_size", val_batch_size, 1), ("max_length", max_length, 1),
-                                 ("num_workers", num_workers, 0), ("pad_to_multiple_of", pad_to_multiple_of, 1)):
-            if value is not None and value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
+        check_ranges("", {"batch_size": batch_size, "val_batch_size": val_batch_size, "max_length": max_length,
+                           "num_workers": num_workers, "pad_to_multiple_of": pad_to_multiple_of})
         if packing and (max_tokens_per_batch is None or max_tokens_per_batch < max_length):
             raise ValueError(f"packing needs max_tokens_per_batch >= max_length ({max_length}), got {max_tokens_per_batch}")
         if max_tokens_per_batch is not None and not packing:

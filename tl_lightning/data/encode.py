@@ -4,7 +4,7 @@ One pass per trajectory: the template renders the whole trajectory once with cha
 (:mod:`tl_lightning.data.templates`), the fast tokenizer tokenizes it once with an offset
 mapping, and every token is assigned to a span with ``searchsorted`` (no Python loop over
 tokens). The official code instead re-encodes one sample per assistant turn (O(turns²) tokens);
-the per-token masks here give the same loss on fewer tokens (DESIGN.md §1, MAE).
+the per-token masks here give the same loss on fewer tokens (docs/method.md#sft-mae-and-pkt, MAE).
 
 Rules (one per segment kind):
 
@@ -16,7 +16,7 @@ Rules (one per segment kind):
 - ``error_mask``: supervised tokens of steps whose category is an error (by default every
   category except ``all_right``; ``error_categories`` narrows it). A step with feedback but no
   category is classified from its feedback (:func:`tl_lightning.data.feedback.step_is_error`).
-- ``key_mask`` (DESIGN.md §1, PKT): for each supervised call, (a) the token holding the name's
+- ``key_mask`` (docs/method.md#sft-mae-and-pkt, PKT): for each supervised call, (a) the token holding the name's
   first character; (b) for every *other* tool name shown by the template that shares a
   non-empty prefix with the called name, the token holding the first differing character of
   the called name; when the called name is a strict prefix of the other name, that is the

@@ -1,4 +1,4 @@
-"""Tool feedback -> one of the seven error categories of DESIGN.md §1.
+"""Tool feedback -> one of the seven error categories of docs/method.md#feedback-categories.
 
 The official TL-Training code finds erroneous calls by substring match after lower-casing and
 keeping letters and digits only. We keep that rule for the official substrings, but the patterns

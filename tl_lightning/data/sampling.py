@@ -12,6 +12,11 @@ the uninterrupted run would have seen:
 - :class:`ResumableDataLoader`: reports in ``state_dict()`` the epoch and how many of its batches were
   consumed; Lightning saves that in the checkpoint and hands it back through ``load_state_dict``, and
   the resumed epoch skips those batches.
+
+Why not torchdata's ``StatefulDataLoader``: it restores its position when its iterator is created, which Lightning
+does before it calls ``set_epoch``, so a run resumed inside any epoch but the first replays the first epoch's
+order. Swapped in here, it passed a SIGKILL resume inside epoch 0 and failed one inside epoch 1 (from step 12 on,
+every loss differed); tests/test_resume.py now kills its runs inside the second epoch.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ FINISH_TOOL = "finish"
 
 
 class FeedbackCategory(str, Enum):
-    """The seven feedback categories of the TL-Training error taxonomy (DESIGN.md §1)."""
+    """The seven feedback categories of the TL-Training error taxonomy (docs/method.md#feedback-categories)."""
 
     ALL_RIGHT = "all_right"
     TOOL_INSTABILITY = "tool_instability"

@@ -50,7 +50,7 @@ class Rendered:
     """A rendered trajectory: the full text, segments that tile it, and the supervised tool-name spans.
 
     ``tool_names`` are the tools the rendered prompt shows the model; PKT's prefix-sharing rule
-    (DESIGN.md §1) compares the called name against these.
+    (docs/method.md#sft-mae-and-pkt) compares the called name against these.
     """
 
     text: str

@@ -27,9 +27,9 @@ from abc import abstractmethod
 from typing import Any
 
 from tl_lightning.data.chat_template import ChatTemplate
+from tl_lightning.data.literals import python_literal
 from tl_lightning.data.schema import FINISH_TOOL, Step, Tool, ToolCall, Trajectory, finish_tool
 from tl_lightning.data.template_base import NameSpan, Rendered, Segment, Template, TemplateError, eos_token
-from tl_lightning.tools.literals import python_literal
 
 __all__ = [
     "PythonDocTemplate",

@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tl_lightning.benchmarks import BenchmarkSet, load_benchmark
 from tl_lightning.data.paths import is_quickstart
+from tl_lightning.ranges import check_ranges
 from tl_lightning.synthetic import ensure_quickstart_data
 
 __all__ = ["BenchmarkDataModule"]
@@ -52,8 +53,7 @@ class BenchmarkDataModule(LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_ranges("", {"batch_size": batch_size, "limit": limit, "num_workers": num_workers})
         self.benchmark_name, self.path, self.category = benchmark, path, category
         self.batch_size, self.limit, self.strict, self.repair, self.num_workers = batch_size, limit, strict, repair, num_workers
         if isinstance(tokenizer, str):

@@ -1,4 +1,4 @@
-"""Torchmetrics for tool use: single-turn TS/PI/CF and multi-turn DE/CE/VA (DESIGN.md §1).
+"""Torchmetrics for tool use: single-turn TS/PI/CF and multi-turn DE/CE/VA (docs/method.md#evaluation).
 
 Both keep only sum-reduced count tensors, so they sync across DDP processes by summation and give
 the same numbers on 1 or N processes. The per-case maths lives in :mod:`tl_lightning.evaluation.scoring`
@@ -125,7 +125,7 @@ class ToolCallAccuracy(Metric):
 
 
 class MultiTurnErrorRates(Metric):
-    """DE and CE in percent of all calls, VA in percent of tasks (DESIGN.md §1).
+    """DE and CE in percent of all calls, VA in percent of tasks (docs/method.md#evaluation).
 
     ``update`` takes :class:`~tl_lightning.evaluation.multiturn.EpisodeResult` records, whose calls
     are counted by :func:`~tl_lightning.evaluation.multiturn.count_call_errors`, as in the report.

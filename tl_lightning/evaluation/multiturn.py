@@ -14,7 +14,7 @@ over the task's tools (``environment="schema"``, ToolEyes) or a
 set). Each call's category is the environment's own verdict on it (its ground truth); feedback
 recorded in a trace file is classified with the taxonomy classifier instead.
 
-Rules (DESIGN.md §1, ToolEyes): an episode ends when the model calls ``finish`` (valid answer) or
+Rules (docs/method.md#evaluation, ToolEyes): an episode ends when the model calls ``finish`` (valid answer) or
 after ``max_turns`` model turns. An output with no parseable call counts as one failed call of
 category ``format_error`` (a CE) and ends the episode: greedy decoding of an unchanged prompt would
 only repeat it. So does a call that cannot be executed at all (a pathological value the environment

@@ -2,7 +2,7 @@
 
 Both ``score`` (prediction files) and the ``test`` stage (generated outputs) build their reports
 here, so the numbers agree wherever they come from. Percentages are of all cases (single-turn:
-TS/PI/CF, DESIGN.md §1) or of all calls / tasks (multi-turn: DE/CE over calls, VA over tasks).
+TS/PI/CF, docs/method.md#evaluation) or of all calls / tasks (multi-turn: DE/CE over calls, VA over tasks).
 
 ``report.json`` holds the headline numbers at the top level (``TS``/``PI``/``CF`` or
 ``DE``/``CE``/``VA``), ``per_scenario``, ``error_categories`` (single-turn: the IRM outcome of each

@@ -1,6 +1,6 @@
 """Per-case single-turn verdicts (TS / PI / CF) in three modes. Pure functions, no tensors.
 
-The levels are cumulative (DESIGN.md §1): **TS** the tool names are right, **PI** also the
+The levels are cumulative (docs/method.md#evaluation): **TS** the tool names are right, **PI** also the
 argument-name sets, **CF** also the values. A case has one or more acceptable answers
 (``EvalCase.gold``), each a list of calls; a level holds if it holds for any answer. A case whose
 gold holds no call at all (BFCL ``irrelevance``) is right at every level iff no call is produced

@@ -51,7 +51,7 @@ from tl_lightning.evaluation.report import (
     turn_trace,
     write_eval_outputs,
 )
-from tl_lightning.evaluation.scoring import parse_output
+from tl_lightning.evaluation.scoring import ScoringMode, parse_output
 from tl_lightning.generation import generate
 from tl_lightning.models import TINY_MODEL
 
@@ -84,7 +84,7 @@ class TLEvalModule(LightningModule):
         model: str = TINY_MODEL,
         tokenizer: PreTrainedTokenizerBase | str | None = None,
         template: str | None = None,
-        mode: str = "corrected",
+        mode: ScoringMode = "corrected",
         call_format: str | None = None,
         max_new_tokens: int = 128,
         max_prompt_length: int | None = None,

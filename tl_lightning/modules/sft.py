@@ -1,4 +1,4 @@
-"""TLSFTModule: supervised fine-tuning with the TL-Training objective (MAE + PKT, DESIGN.md §1).
+"""TLSFTModule: supervised fine-tuning with the TL-Training objective (MAE + PKT, docs/method.md#sft-mae-and-pkt).
 
     python -m tl_lightning fit --config configs/quickstart.yaml
     python -m tl_lightning fit --config configs/paper/sft_codellama7b.yaml --config configs/experiments/sft_pkt.yaml
@@ -11,7 +11,6 @@ functions of :mod:`tl_lightning.losses` and logs. The four paper ablations are t
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ from tl_lightning.models import (
     load_causal_lm,
     logits_only_at,
 )
+from tl_lightning.ranges import check_ranges, choose
 from tl_lightning.tokenization import check_tokenizer_source, resolve_tokenizer
 
 __all__ = ["TLSFTModule"]
@@ -87,6 +87,10 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
     construction, as is a model or tokenizer that is neither a path nor a shipped or hub name.
     """
 
+    #: Read by Lightning's ThroughputMonitor (configs/callbacks/sft.yaml logs tokens/s with it); no FLOP count is
+    #: measured, so it logs no MFU.
+    flops_per_batch: int | None = None
+
     def __init__(
         self,
         model: str = TINY_MODEL,
@@ -108,17 +112,8 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         tiny_config: dict[str, Any] | None = None,
         attn_implementation: str | None = VARLEN_SDPA,
     ) -> None:
-        for name, value, ok, rule in (
-            ("w_max", w_max, w_max >= 1, ">= 1 (PKT never down-weights key tokens)"),
-            ("lr", lr, lr > 0, "> 0"),
-            ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
-            ("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
-            ("lr_schedule", lr_schedule, lr_schedule in _SCHEDULES, f"one of {', '.join(_SCHEDULES)}"),
-            ("warmup_ratio", warmup_ratio, 0 <= warmup_ratio < 1, "in [0, 1)"),
-            ("loss_chunk_size", loss_chunk_size, loss_chunk_size is None or loss_chunk_size >= 0, ">= 0 or null"),
-        ):
-            if not ok:
-                raise ValueError(f"TLSFTModule: {name} must be {rule}, got {value!r}")
+        check_ranges("TLSFTModule: ", locals())
+        choose(_SCHEDULES, lr_schedule, "TLSFTModule: lr_schedule")
         if str(model).endswith(".ckpt"):
             raise ValueError(
                 f"TLSFTModule: model {model!r} is a Lightning checkpoint; resume it with --ckpt_path, or export it "
@@ -143,7 +138,6 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         self.val_loss = MeanMetric()
         self.val_key_nll = MeanMetric()
         self.val_nonkey_nll = MeanMetric()
-        self._last_step_time: float | None = None
 
     # ------------------------------------------------------------------ forward + loss
     def forward(
@@ -205,7 +199,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
 
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> torch.Tensor:
         """No host sync: sizes come from the batch's Python ints and collate-time indices, and every
-        logged value is a device tensor Lightning reads later (tests/test_host_syncs.py)."""
+        logged value is a device tensor Lightning reads later (tests/modules/test_sft_host_syncs.py)."""
         weights = self._weights(batch)
         loss, stats = self._loss(batch, weights, normalizer=self._global_normalizer(batch, weights))
         bs = batch.num_segments
@@ -214,11 +208,6 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         self.log("train/nonkey_nll", stats["nonkey_nll"], batch_size=bs)
         dropped = dropped_step_fraction(batch.labels, batch.step_ids, weights, batch.segment_ids, batch.num_segments)
         self.log("train/masked_step_frac", dropped, batch_size=bs)
-        now = time.perf_counter()
-        if self._last_step_time is not None:
-            tokens = batch.num_tokens * self._world_size()
-            self.log("train/tokens_per_s", tokens / max(now - self._last_step_time, 1e-9), prog_bar=True, batch_size=bs)
-        self._last_step_time = now
         return loss
 
     def validation_step(self, batch: TrajectoryBatch, batch_idx: int) -> None:
@@ -230,9 +219,6 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
         self.log("val/loss", self.val_loss, prog_bar=True, batch_size=batch.num_segments)
         self.log("val/key_nll", self.val_key_nll, batch_size=batch.num_segments)
         self.log("val/nonkey_nll", self.val_nonkey_nll, batch_size=batch.num_segments)
-
-    def on_train_epoch_start(self) -> None:
-        self._last_step_time = None
 
     def setup(self, stage: str) -> None:
         # The datamodule has encoded its data by now (its setup runs first); data that MAE masks entirely would
@@ -254,7 +240,7 @@ class TLSFTModule(TokenizerCheckpointMixin, LightningModule):
             opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = math.ceil(hp.warmup_ratio * total)
-        scheduler = _schedule(hp.lr_schedule, opt, warmup, total)
+        scheduler = _schedule(hp.lr_schedule, opt, warmup, total)  # the name was checked in __init__
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ distribution + export

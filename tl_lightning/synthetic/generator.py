@@ -66,7 +66,7 @@ def list_tools(gold_names: Sequence[str], rng: random.Random) -> list[str]:
     """The tools shown with a trajectory: gold tools, all their prefix siblings, then distractors (4-8 in all)."""
     names = [t.name for t in default_tools()]
     required = list(dict.fromkeys([g for name in gold_names for g in (name, *siblings(name, names))]))
-    # 4-6 tools keep prompts short (DESIGN.md §5); a gold family can push a list up to 8.
+    # 4-6 tools keep prompts short (docs/method.md#quick-start-scale); a gold family can push a list up to 8.
     n = rng.randint(max(MIN_TOOLS, len(required)), max(TYPICAL_MAX_TOOLS, len(required)))
     others = [t for t in names if t not in required]
     listed = required + rng.sample(others, n - len(required))

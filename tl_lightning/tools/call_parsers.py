@@ -23,8 +23,8 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
+from tl_lightning.data.literals import check_value, literal_value
 from tl_lightning.data.schema import FINISH_TOOL, ToolCall
-from tl_lightning.tools.literals import check_value, literal_value
 
 __all__ = ["PARSERS", "auto_order", "clean"]
 

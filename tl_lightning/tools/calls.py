@@ -4,7 +4,7 @@ Three surface formats are understood (``format=``):
 
 - ``"python"``: ``name(a=1, b="x")``, dotted names (``math.factorial(n=5)``), a list/tuple of calls
   ``[f(a=1), g(b=2)]``, or several call statements on separate lines. Parsed with :func:`ast.parse`;
-  argument values go through :func:`tl_lightning.tools.literals.literal_value`, which accepts only
+  argument values go through :func:`tl_lightning.data.literals.literal_value`, which accepts only
   literals (and number arithmetic such as ``1/6``, which BFCL gold uses), so nothing in the text is
   ever executed.
 - ``"json"``: ``{"name": ..., "arguments": {...}}`` (``arguments`` may also be a JSON string, and
@@ -26,9 +26,9 @@ Three surface formats are understood (``format=``):
 the budget (``max_chars``, default :data:`MAX_TEXT_CHARS`) is refused before any work, fences,
 ``<tool_call>`` blocks and ``Action:`` lines are found by scans without backtracking, and many calls
 are sliced out of the text in one pass (the parsers live in :mod:`tl_lightning.tools.call_parsers`,
-the value rules in :mod:`tl_lightning.tools.literals`). Every failure (syntax, non-literal values, brackets nested
-deeper than :data:`~tl_lightning.tools.literals.MAX_DEPTH`, values that JSON cannot hold such as
-``inf``, tuple keys or integers over :data:`~tl_lightning.tools.literals.MAX_INT_DIGITS` digits,
+the value rules in :mod:`tl_lightning.data.literals`). Every failure (syntax, non-literal values, brackets nested
+deeper than :data:`~tl_lightning.data.literals.MAX_DEPTH`, values that JSON cannot hold such as
+``inf``, tuple keys or integers over :data:`~tl_lightning.data.literals.MAX_INT_DIGITS` digits,
 recursion or memory errors) comes back as ``ParseResult.error`` with no calls, so one model output
 is scored as a format error and never aborts a run.
 """
@@ -42,9 +42,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tl_lightning.data.literals import MAX_DEPTH, python_literal
 from tl_lightning.data.schema import FINISH_TOOL, ToolCall
 from tl_lightning.tools.call_parsers import PARSERS, auto_order
-from tl_lightning.tools.literals import MAX_DEPTH, python_literal
 
 __all__ = [
     "values_equal",

@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tl_lightning.data.schema import FINISH_TOOL, FeedbackCategory, Tool, ToolCall, finish_tool
-
 # The parser refuses deeper values too: a value deeper than this never reaches a tool (or json.dumps).
-from tl_lightning.tools.literals import MAX_DEPTH
+from tl_lightning.data.literals import MAX_DEPTH
+from tl_lightning.data.schema import FINISH_TOOL, FeedbackCategory, Tool, ToolCall, finish_tool
 
 __all__ = ["Environment", "Outcome", "as_list", "check_arguments"]
 

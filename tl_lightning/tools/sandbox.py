@@ -18,7 +18,7 @@ intended category:
   ``ConnectionError: HTTPSConnectionPool(host=..., port=443): Max retries exceeded ...`` (tool_instability).
 
 :meth:`Sandbox.execute_outcome` returns that intended category with the text (an executed,
-classified reward signal for multi-turn RL; DESIGN.md §1, IRM beyond the paper). It never raises.
+classified reward signal for multi-turn RL; docs/method.md#sandbox-rewards). It never raises.
 
 The time limit covers the argument checks and the tool. The tool runs in a worker thread on a copy
 of its toolkit whose state is kept only if it finishes in time: a pure-Python thread cannot be

@@ -8,18 +8,12 @@ import pytest
 import torch
 
 from tl_lightning.benchmarks.synthetic import read_synthetic_cases
-from tl_lightning.data.prompts import known_sandbox_tasks
 from tl_lightning.data.templates import get_template
 from tl_lightning.generation import GenerationOutput
-from tl_lightning.losses import kl_penalty
-from tl_lightning.rl import episode_gae, policy_loss
-from tl_lightning.rl_episodes import (
-    EpisodeSettings,
-    episode_batch,
-    observation_text,
-    run_episodes,
-    turn_reward,
-)
+from tl_lightning.rl import kl_penalty, policy_loss, sampled_gae
+from tl_lightning.rl.data import known_sandbox_tasks
+from tl_lightning.rl.episodes import EpisodeSettings, episode_tensors, observation_text, run_episodes
+from tl_lightning.rl.rewards import turn_reward
 from tl_lightning.synthetic import ensure_quickstart_data
 from tl_lightning.tokenization import resolve_tokenizer
 
@@ -76,15 +70,15 @@ def test_scripted_episode_exact_ids_masks_and_rewards(setup):
     assert trace.rewards == [(end1, 1.0), (end2, 1.0), (end2, 2.0)]
     assert trace.components == {"calls": 2.0, "success": 2.0, "max_turns": 0.0}
 
-    batch = episode_batch([trace], pad_id=tok.pad_token_id)
+    sequences, attention_mask, response_mask, scores = episode_tensors([trace], pad_id=tok.pad_token_id)
     p = len(prompt)
-    assert batch.sequences[0, :p].tolist() == prompt and batch.sequences[0, p:].tolist() == trace.ids
-    assert batch.response_mask[0].tolist() == [float(s) for s in trace.sampled]
-    assert batch.response_mask[0, end1] == 1 and batch.response_mask[0, end2] == 1  # the model's own eot is trained
+    assert sequences[0, :p].tolist() == prompt and sequences[0, p:].tolist() == trace.ids
+    assert response_mask[0].tolist() == [float(s) for s in trace.sampled]
+    assert response_mask[0, end1] == 1 and response_mask[0, end2] == 1  # the model's own eot is trained
     expected = torch.zeros(len(trace.ids))
     expected[end1], expected[end2] = 1.0, 3.0
-    assert torch.equal(batch.token_scores[0], expected)
-    assert batch.attention_mask.sum() == p + len(trace.ids)  # observations are attended to
+    assert torch.equal(scores[0], expected)
+    assert attention_mask.sum() == p + len(trace.ids)  # observations are attended to
 
 
 def observation_text_after_turn1(task, tok, tpl) -> str:
@@ -109,8 +103,8 @@ def test_decode_then_reencode_would_change_the_ids_training_uses_the_sampled_one
     assert reencoded != full and len(reencoded) < len(full)
     differs = next(i for i, (a, b) in enumerate(zip(full, reencoded, strict=False)) if a != b)
     assert differs == len(trace.prompt_ids)  # the first difference is the first sampled token
-    batch = episode_batch([trace], pad_id=tok.pad_token_id)
-    assert batch.sequences[0].tolist() == full  # what training scores: the sampled ids
+    sequences, attention_mask, response_mask, scores = episode_tensors([trace], pad_id=tok.pad_token_id)
+    assert sequences[0].tolist() == full  # what training scores: the sampled ids
 
 
 def test_observation_tokens_get_no_policy_loss_no_kl_and_no_advantage(setup):
@@ -118,14 +112,14 @@ def test_observation_tokens_get_no_policy_loss_no_kl_and_no_advantage(setup):
     eot = tok.convert_tokens_to_ids(tpl.end_of_turn(tok))
     policy, _ = scripted_policy(tok, [char_ids(tok, t) for t in TURNS], eot)
     (trace,) = run_episodes(policy, tok, tpl, [task], EpisodeSettings())
-    batch = episode_batch([trace], pad_id=tok.pad_token_id)
-    mask, obs = batch.response_mask, batch.response_mask == 0
+    sequences, attention_mask, response_mask, scores = episode_tensors([trace], pad_id=tok.pad_token_id)
+    mask, obs = response_mask, response_mask == 0
     g = torch.Generator().manual_seed(0)
     logp = torch.randn(mask.shape, generator=g).requires_grad_()
     ref = torch.randn(mask.shape, generator=g)
     assert (kl_penalty(logp.detach(), ref, mask, 0.4)[obs] == 0).all()
-    rewards = kl_penalty(logp.detach(), ref, mask, 0.4) + batch.token_scores
-    adv, _ = episode_gae(rewards, torch.randn(mask.shape, generator=g), mask)
+    rewards = kl_penalty(logp.detach(), ref, mask, 0.4) + scores
+    adv, _ = sampled_gae(rewards, torch.randn(mask.shape, generator=g), mask)
     assert (adv[obs] == 0).all() and (adv[mask == 1] != 0).all()
     loss, _ = policy_loss(logp, logp.detach() + 0.05, adv, mask, ref_logprobs=ref, kl_coef=0.1)
     loss.backward()

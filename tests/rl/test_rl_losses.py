@@ -1,4 +1,4 @@
-"""PPO maths against hand-computed values (tl_lightning.losses, PPO section)."""
+"""RL maths against hand-computed values (tl_lightning.rl.losses, rollout rewards, GAE)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import math
 import pytest
 import torch
 
-from tl_lightning.losses import (
+from tl_lightning.rl import (
+    clip_return,
     gae,
     kl_penalty,
-    last_token_index,
     masked_mean,
     masked_var,
     masked_whiten,
-    ppo_policy_loss,
-    ppo_value_loss,
-    token_rewards,
+    policy_loss,
+    scores_at_last_token,
+    value_loss,
 )
 
 
@@ -30,7 +30,7 @@ def close(actual, expected):
 
 def test_policy_loss_ratio_e_is_clipped_to_minus_1_2():
     logp, old, adv, mask = t([[1.0]]), t([[0.0]]), t([[1.0]]), t([[1.0]])
-    loss, stats = ppo_policy_loss(logp, old, adv, mask, clip=0.2)
+    loss, stats = policy_loss(logp, old, adv, mask, 0.2)
     # ratio e: max(-1 * e, -1 * 1.2) = -1.2
     assert loss.item() == pytest.approx(-1.2)
     assert stats["clipfrac"].item() == 1.0
@@ -44,14 +44,14 @@ def test_policy_loss_negative_advantage_and_unclipped_tokens_and_padding():
     # token 2: padding with a huge value must not count
     logp, old = t([[-1.0, 0.5, 100.0]]), t([[0.0, 0.5, 0.0]])
     adv, mask = t([[-1.0, 2.0, 1e6]]), t([[1, 1, 0]])
-    loss, stats = ppo_policy_loss(logp, old, adv, mask, clip=0.2)
+    loss, stats = policy_loss(logp, old, adv, mask, 0.2)
     assert loss.item() == pytest.approx((0.8 - 2.0) / 2)
     assert stats["clipfrac"].item() == pytest.approx(0.5)
 
 
 def test_policy_loss_gradient_is_zero_when_clipped():
     logp = t([[1.0, 0.0]]).requires_grad_()
-    loss, _ = ppo_policy_loss(logp, t([[0.0, 0.0]]), t([[1.0, 1.0]]), t([[1, 1]]))
+    loss, _ = policy_loss(logp, t([[0.0, 0.0]]), t([[1.0, 1.0]]), t([[1, 1]]))
     loss.backward()
     # clipped token: no gradient; unclipped token: d(-A*r)/dlogp / n = -1 * 1 / 2
     assert logp.grad.tolist() == [[0.0, -0.5]]
@@ -95,16 +95,16 @@ def test_value_loss_clip_cases():
     # token 1: V=1.0 moved past the clip: clipped V=0.2 -> err 0.64 > unclipped 0 -> 0.64 counts
     # token 2: V=1.0 moved away from R=-1: clipped 0.2 -> err 1.44 < unclipped 4 -> 4 counts
     values = t([[0.1, 1.0, 1.0]])
-    loss, stats = ppo_value_loss(values, old, ret, mask, clip=0.2)
+    loss, stats = value_loss(values, old, ret, mask, clip=0.2)
     assert loss.item() == pytest.approx(0.5 * (0.81 + 0.64 + 4.0) / 3)
     assert stats["vf_clipfrac"].item() == pytest.approx(1 / 3)
     assert stats["value_error"].item() == pytest.approx((0.81 + 0.0 + 4.0) / 3)
-    unclipped, _ = ppo_value_loss(values, old, ret, mask, clip=None)
+    unclipped, _ = value_loss(values, old, ret, mask, clip=None)
     assert unclipped.item() == pytest.approx(0.5 * (0.81 + 0.0 + 4.0) / 3)
 
 
 def test_value_loss_ignores_padding():
-    loss, _ = ppo_value_loss(t([[1.0, 50.0]]), t([[1.0, 0.0]]), t([[0.0, 0.0]]), t([[1, 0]]))
+    loss, _ = value_loss(t([[1.0, 50.0]]), t([[1.0, 0.0]]), t([[0.0, 0.0]]), t([[1, 0]]))
     assert loss.item() == pytest.approx(0.5)
 
 
@@ -122,19 +122,32 @@ def test_masked_mean_var_whiten():
     assert masked_mean(torch.zeros(1, 2), torch.zeros(1, 2)).item() == 0.0
 
 
-def test_kl_penalty_and_token_rewards():
+def test_kl_penalty_and_the_clipped_score_at_the_last_token():
     logp, ref = t([[-1.0, -2.0, -0.5]]), t([[-1.5, -1.0, 0.0]])
     mask = t([[1, 1, 0]])
     close(kl_penalty(logp, ref, mask, 0.4), [[-0.2, 0.4, 0.0]])
-    rewards = token_rewards(t([7.0]), logp, ref, mask, kl_coef=0.4, clip=5.0)
-    # score clipped to 5 and added to the last valid token (index 1)
-    close(rewards, [[-0.2, 5.4, 0.0]])
-    unclipped = token_rewards(t([-1.5]), logp, ref, mask, kl_coef=0.0, clip=None)
-    close(unclipped, [[0.0, -1.5, 0.0]])
+    scores = scores_at_last_token(t([7.0]), mask)
+    close(scores, [[0.0, 7.0, 0.0]])  # the last valid token is index 1
+    # clipped to 5 there: DeepSpeed-Chat's clamp of the sequence reward
+    close(kl_penalty(logp, ref, mask, 0.4) + clip_return(scores.double(), 5.0), [[-0.2, 5.4, 0.0]])
+    close(clip_return(scores_at_last_token(t([-1.5]), mask), None), [[0.0, -1.5, 0.0]])
 
 
-def test_last_token_index_and_empty_rows():
+def test_scores_at_last_token_and_empty_rows():
     mask = t([[1, 1, 0], [1, 1, 1], [0, 0, 0]])
-    assert last_token_index(mask).tolist() == [1, 2, 0]
-    rewards = token_rewards(t([1.0, 1.0, 1.0]), torch.zeros(3, 3), torch.zeros(3, 3), mask, 0.1)
-    assert rewards.sum(dim=1).tolist() == [1.0, 1.0, 0.0]
+    scores = scores_at_last_token(t([1.0, 2.0, 3.0]), mask)
+    close(scores, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]]))
+
+
+def test_clip_return_holds_each_running_return_within_the_clip():
+    # an episode of turns earning 2, 2, 2, -1 (clip 5): the running sums 2, 4, 6, 5 are clipped to 2, 4, 5, 5, so the
+    # third turn earns 1 and the fourth 0 (its -1 is paid out of the excess above the clip)
+    scores = t([[2.0, 0.0, 2.0, 2.0, 0.0, -1.0]])
+    clipped = clip_return(scores, 5.0)
+    close(clipped, [[2.0, 0.0, 2.0, 1.0, 0.0, 0.0]])
+    assert clipped.sum().item() == 5.0
+    # -3, -3: the second turn earns -2, and the return is -5
+    close(clip_return(t([[-3.0, -3.0]]), 5.0), [[-3.0, -2.0]])
+    # a row of one reward is a plain clamp, both ways
+    close(clip_return(t([[0.0, -7.0], [9.0, 0.0]]), 5.0), [[0.0, -5.0], [5.0, 0.0]])
+    assert clip_return(scores, None) is scores

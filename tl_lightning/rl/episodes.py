@@ -1,7 +1,7 @@
 """Multi-turn RL episodes in the sandbox, token-in/token-out, with a reward per call.
 
-    traces, stats = run_episodes(policy, tokenizer, template, tasks, EpisodeSettings(max_turns=9))
-    batch = episode_batch(traces, pad_id)     # EpisodeBatch: ids, masks and per-token env rewards
+    traces = run_episodes(policy, tokenizer, template, tasks, EpisodeSettings(max_turns=9))
+    sequences, attention_mask, response_mask, scores = episode_tensors(traces, pad_id)   # -> score_rollout
 
 The loop (one :class:`~tl_lightning.evaluation.multiturn.Episode` per task, the evaluation's own rules and
 environment): the policy generates a turn for every unfinished episode at once -> its text is parsed and
@@ -23,7 +23,7 @@ last generated token also gets ``success_bonus`` if the task's success check pas
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -31,14 +31,12 @@ from torch import Tensor
 
 from tl_lightning.data.cases import MultiTurnTask
 from tl_lightning.data.template_base import Template
-from tl_lightning.evaluation.multiturn import FORMAT_ERROR, Episode, EpisodeResult
-from tl_lightning.generation import GenerationOutput, tokenize_prompts
-from tl_lightning.rewards import category_reward
+from tl_lightning.evaluation.multiturn import Episode, EpisodeResult
+from tl_lightning.generation import tokenize_prompts
+from tl_lightning.rl.rewards import turn_reward
+from tl_lightning.rl.rollout import Policy
 
-__all__ = ["EpisodeBatch", "EpisodeSettings", "EpisodeTrace", "episode_batch", "observation_text", "run_episodes", "turn_reward"]
-
-#: ``policy(prompt_ids, seed) -> GenerationOutput``: one turn for each row of token ids (stopping at end of turn).
-Policy = Callable[[list[list[int]], int | None], GenerationOutput]
+__all__ = ["EpisodeSettings", "EpisodeTrace", "episode_tensors", "observation_text", "run_episodes"]
 
 
 @dataclass(frozen=True)
@@ -80,12 +78,6 @@ class EpisodeTrace:
         last = max(i for i, s in enumerate(self.sampled) if s)
         self.rewards.append((last, value))
         self.components[kind] += value
-
-
-def turn_reward(categories: Sequence[str], table: dict[str, float] | None = None) -> float:
-    """The sum of the turn's per-call rewards: each call's feedback category through the table (an
-    unparseable turn, ``format_error``, is one ``unparseable`` call)."""
-    return sum(category_reward(None if c == FORMAT_ERROR else c, table) for c in categories)
 
 
 def observation_text(template: Template, tokenizer, episode: Episode) -> str:
@@ -133,24 +125,14 @@ def run_episodes(
     return traces
 
 
-@dataclass
-class EpisodeBatch:
-    """B episodes as tensors for training. P: longest first prompt, T: longest rest of an episode.
+def episode_tensors(traces: Sequence[EpisodeTrace], pad_id: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The traces as the ids of a :class:`~tl_lightning.rl.rollout.Rollout`, exactly as sampled (never re-tokenised).
 
-    - ``sequences``: [B, P+T] long, first prompt left-padded, then the episode's ids right-padded.
-    - ``attention_mask``: [B, P+T] long, 1 on every real token (observations included: the policy reads them).
-    - ``response_mask``: [B, T] float, 1 only on ids the policy sampled: the loss, the KL and GAE see only these.
-    - ``token_scores``: [B, T] float, the environment's rewards at the turns' last sampled tokens, 0 elsewhere.
+    P: the longest first prompt, T: the longest rest of an episode. Returns ``sequences`` [B, P+T] long (first
+    prompt left-padded, then the episode's ids right-padded), ``attention_mask`` [B, P+T] long (1 on every real
+    token, observations included), ``response_mask`` [B, T] float (1 only on ids the policy sampled) and
+    ``scores`` [B, T] float (the environment's rewards at the turns' last sampled tokens, 0 elsewhere).
     """
-
-    sequences: Tensor
-    attention_mask: Tensor
-    response_mask: Tensor
-    token_scores: Tensor
-
-
-def episode_batch(traces: Sequence[EpisodeTrace], pad_id: int) -> EpisodeBatch:
-    """Lay the traces out as an :class:`EpisodeBatch` (ids exactly as sampled, never re-tokenised)."""
     p = max(len(t.prompt_ids) for t in traces)
     n = max(len(t.ids) for t in traces)
     seq = torch.full((len(traces), p + n), pad_id, dtype=torch.long)
@@ -164,4 +146,4 @@ def episode_batch(traces: Sequence[EpisodeTrace], pad_id: int) -> EpisodeBatch:
         mask[b, : len(t.ids)] = torch.tensor(t.sampled, dtype=torch.float32)
         for index, reward in t.rewards:
             scores[b, index] += reward
-    return EpisodeBatch(seq, attn, mask, scores)
+    return seq, attn, mask, scores

@@ -1,6 +1,6 @@
 """The PPO critic: a scalar value per response token, from its own backbone or from the actor's.
 
-Two layouts (``TLPPOModule(critic="separate"|"shared")``):
+Two layouts (``critic: separate | shared``, built through :data:`CRITICS`, the one place the choice is read):
 
 - ``separate`` (DeepSpeed-Chat, the paper): a second transformer, initialised as a copy of the
   actor's backbone (or loaded from a path), with a linear head; its own optimizer and lr.
@@ -9,11 +9,15 @@ Two layouts (``TLPPOModule(critic="separate"|"shared")``):
 
 Values line up with :func:`tl_lightning.generation.sequence_logprobs`: the value at response
 position ``t`` is read from the hidden state that predicts token ``t`` (the state before acting).
+Both critics take ``(sequences, attention_mask, response_start, hidden=None)``; ``shares_actor`` says whether
+``hidden`` (the actor's last hidden states of the same forward pass) is needed.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +25,9 @@ from transformers import PreTrainedModel
 
 from tl_lightning.generation import position_ids_from_mask
 
-__all__ = ["ValueHead", "ValueModel", "response_slice"]
+__all__ = ["CRITICS", "CriticKind", "SharedValueHead", "ValueHead", "ValueModel", "response_slice"]
+
+CriticKind = Literal["separate", "shared"]
 
 
 def response_slice(hidden: Tensor, response_start: int) -> Tensor:
@@ -56,8 +62,22 @@ def _hidden_size(model: PreTrainedModel) -> int:
     return int(size)
 
 
+class SharedValueHead(ValueHead):
+    """The ``shared`` critic: a :class:`ValueHead` on the actor's last hidden states [B, L, H]."""
+
+    shares_actor = True
+
+    def forward(self, sequences: Tensor, attention_mask: Tensor, response_start: int, hidden: Tensor | None = None) -> Tensor:
+        """Values [B, T] from ``hidden`` [B, L, H], the actor's forward pass over ``sequences`` [B, L]."""
+        if hidden is None:
+            raise ValueError("a shared critic reads the actor's hidden states: pass hidden")
+        return super().forward(response_slice(hidden, response_start))
+
+
 class ValueModel(nn.Module):
     """A separate critic: a transformer backbone (no LM head) plus a :class:`ValueHead`."""
+
+    shares_actor = False
 
     def __init__(self, backbone: nn.Module, hidden_size: int) -> None:
         super().__init__()
@@ -76,8 +96,8 @@ class ValueModel(nn.Module):
         backbone.train(lm.training)
         return cls(backbone, _hidden_size(lm))
 
-    def forward(self, sequences: Tensor, attention_mask: Tensor, response_start: int) -> Tensor:
-        """Values [B, T] of the response positions of ``sequences`` [B, P+T] (left-padded prompts)."""
+    def forward(self, sequences: Tensor, attention_mask: Tensor, response_start: int, hidden: Tensor | None = None) -> Tensor:
+        """Values [B, T] of the response positions of ``sequences`` [B, P+T] (left-padded prompts); ``hidden`` unused."""
         out = self.backbone(
             input_ids=sequences,
             attention_mask=attention_mask,
@@ -85,3 +105,10 @@ class ValueModel(nn.Module):
             use_cache=False,
         )
         return self.head(response_slice(out.last_hidden_state, response_start))
+
+
+#: ``critic`` -> a builder from the actor.
+CRITICS: dict[str, Callable[[PreTrainedModel], nn.Module]] = {
+    "separate": ValueModel.from_causal_lm,
+    "shared": lambda actor: SharedValueHead(_hidden_size(actor)),
+}

@@ -1,4 +1,4 @@
-"""Benchmark readers: every quirk of shared/benchmarks/README.md, plus BFCL's AST layout (fixtures)."""
+"""Benchmark readers: every quirk of the public sets (docs/evaluation.md#benchmark-data), plus BFCL's AST layout (fixtures)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tl_lightning.benchmarks import BENCHMARKS, REGISTRY, benchmarks_root, load_benchmark
 from tl_lightning.benchmarks.bfcl import parse_ground_truth_call
@@ -26,7 +25,10 @@ DEEP = "[" * 100_000 + "]" * 100_000
 
 
 def _eval_configs() -> dict[str, dict]:
-    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(EVAL_CONFIGS.glob("*.yaml"))}
+    """Each benchmark's eval config as the CLI resolves it (composed with configs/eval/base.yaml)."""
+    from test_configs import resolve
+
+    return {p.name: resolve(["--config", str(p)]) for p in sorted(EVAL_CONFIGS.glob("*.yaml")) if p.name != "base.yaml"}
 
 
 def test_every_benchmark_has_a_default_mode_and_format():

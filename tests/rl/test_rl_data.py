@@ -1,17 +1,12 @@
-"""PPO building blocks: RL prompts from trajectories, the prompt datamodule, and the value model."""
+"""RL data: prompts from trajectories and the prompt datamodule."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-
-from tl_lightning.data.prompts import PromptDataModule, build_prompts
 from tl_lightning.data.schema import FeedbackCategory, Message, Step, Tool, ToolCall, Trajectory
 from tl_lightning.data.templates import get_template
-from tl_lightning.value_model import ValueHead, ValueModel, response_slice
+from tl_lightning.rl.data import PromptDataModule, build_prompts
 
 OK, ERR = FeedbackCategory.ALL_RIGHT, FeedbackCategory.PARAMETER_MISSING
 
@@ -71,40 +66,3 @@ def test_prompt_datamodule_batches_are_lists_of_records(tiny_tokenizer, tmp_path
     batch = next(iter(dm.train_dataloader()))
     assert isinstance(batch, list) and len(batch) == 2 and [c.to_dict() for c in batch[0].gold] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
     assert len(dm.val_prompts) == 1 and dm.reports["val"].skipped["max_prompts"] == 2
-
-
-def _tiny_lm(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=4, pad_token_id=0)
-    return LlamaForCausalLM(cfg)
-
-
-def test_value_model_is_a_copy_with_zero_head_and_respects_left_padding():
-    lm = _tiny_lm()
-    critic = ValueModel.from_causal_lm(lm)
-    assert critic.backbone is not lm.model
-    for (k, v), (_, w) in zip(critic.backbone.state_dict().items(), lm.model.state_dict().items(), strict=True):
-        assert torch.equal(v, w), k
-    seqs = torch.tensor([[0, 0, 5, 6, 7, 8], [3, 4, 5, 6, 7, 8]])
-    attn = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
-    assert torch.equal(critic(seqs, attn, response_start=4), torch.zeros(2, 2))
-    torch.nn.init.normal_(critic.head.proj.weight)
-    values = critic(seqs, attn, response_start=4)
-    assert values.shape == (2, 2) and values.dtype == torch.float32
-    # row 0 is left-padded: its values equal those of the unpadded sequence [5, 6, 7, 8], response from index 2
-    alone = critic(torch.tensor([[5, 6, 7, 8]]), torch.ones(1, 4, dtype=torch.long), response_start=2)
-    torch.testing.assert_close(values[0], alone[0], atol=1e-5, rtol=1e-5)
-
-
-def test_value_head_and_response_slice():
-    head = ValueHead(3)
-    with torch.no_grad():
-        head.proj.weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
-        head.proj.bias.fill_(0.5)
-    hidden = torch.arange(2 * 4 * 3, dtype=torch.bfloat16).reshape(2, 4, 3)
-    out = head(response_slice(hidden, 2))  # positions 1 and 2 predict response tokens 2 and 3
-    expected = torch.tensor([[3 + 8 + 15 + 0.5, 6 + 14 + 24 + 0.5], [15 + 32 + 51 + 0.5, 18 + 38 + 60 + 0.5]])
-    torch.testing.assert_close(out, expected)
-    with pytest.raises(ValueError, match="response_start=4"):
-        response_slice(hidden, 4)

@@ -306,6 +306,7 @@ def test_cli(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_full_quickstart_in_two_processes_is_fast_and_consistent(tmp_path):
     """Two processes (as DDP ranks would) ask for the set at once: both get the same complete files."""
     code = ("import time; t = time.perf_counter(); from tl_lightning.synthetic import ensure_quickstart_data; "

@@ -1,13 +1,16 @@
-"""RL prompts: each correct assistant step of the training trajectories (the context before it plus its gold
-calls), and multi-turn sandbox tasks for RL episodes (:class:`TaskDataModule`).
+"""RL data: prompts for single-step RL (:class:`PromptDataModule`) and multi-turn tasks for episodes
+(:class:`TaskDataModule`).
 
-This is the paper's PPO data (DESIGN.md §1): every assistant step whose feedback category is
-``all_right`` becomes a prompt, rendered with the same template as SFT (``render_prompt``: the
+Prompts are the paper's PPO data (docs/method.md, "The IRM reward"): every assistant step whose feedback
+category is ``all_right`` becomes a prompt, rendered with the same template as SFT (``render_prompt``: the
 exact text the model continues), and its calls are the gold answer the IRM reward compares with.
 
     dm = PromptDataModule(train_path="quickstart", template="python_doc", batch_size=8)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))   # a list of PromptRecord, not tensors
+
+Batches hold distinct prompts (or tasks): a group estimator's G samples of each are drawn by the RL module,
+which owns ``group_size``.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from transformers import PreTrainedTokenizerBase
 from tl_lightning.data.paths import resolve_data_path
 from tl_lightning.data.schema import FeedbackCategory, Tool, ToolCall, Trajectory
 from tl_lightning.data.template_base import Template
+from tl_lightning.ranges import check_ranges
 
 __all__ = ["PromptDataModule", "PromptRecord", "PromptReport", "TaskDataModule", "build_prompts", "known_sandbox_tasks"]
 
-logger = logging.getLogger("tl_lightning.data.prompts")
+logger = logging.getLogger("tl_lightning.rl.data")
 
 
 @dataclass
@@ -116,18 +120,8 @@ def build_prompts(
     return records, report
 
 
-def _collate(records: list[PromptRecord]) -> list[PromptRecord]:
+def _collate(records: list[Any]) -> list[Any]:
     return records
-
-
-class _RepeatEach:
-    """Collate that repeats each prompt ``n`` times in a row: the G samples of a group estimator (GRPO)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __call__(self, records: list[PromptRecord]) -> list[PromptRecord]:
-        return [r for r in records for _ in range(self.n)]
 
 
 class PromptDataModule(LightningDataModule):
@@ -138,10 +132,8 @@ class PromptDataModule(LightningDataModule):
         format, strict: passed to :func:`~tl_lightning.data.read_trajectories`.
         template: template name (``python_doc`` | ``react`` | ``chat_template``); ``template_kwargs`` its options.
         tokenizer: a name/path (``"tl-tiny"`` = the shipped one) or a tokenizer object; kept as ``.tokenizer``.
-        batch_size: rollouts per batch (per process): ``batch_size / group_size`` prompts, each repeated
-            ``group_size`` times in a row (as TRL counts a GRPO batch in completions).
-        group_size: G, samples per prompt for group estimators (GRPO, RLOO); must divide ``batch_size``.
-            Validation always gets ``batch_size`` distinct prompts (greedy rollouts need one each).
+        batch_size: prompts per training batch (per process); a group estimator samples each G times.
+        val_batch_size: prompts per validation batch (None: ``batch_size``); validation is greedy, one rollout each.
         max_prompt_length: prompts longer than this many tokens are skipped (and counted).
         max_per_trajectory: at most this many prompts per trajectory (None: every correct step).
         max_train_prompts / max_val_prompts: keep the first N prompts (quick runs, cheap validation).
@@ -162,13 +154,9 @@ class PromptDataModule(LightningDataModule):
         max_per_trajectory: int | None = None,
         max_train_prompts: int | None = None,
         max_val_prompts: int | None = None,
-        group_size: int = 1,
+        val_batch_size: int | None = None,
     ) -> None:
-        if group_size < 1 or batch_size % group_size:
-            raise ValueError(
-                f"PromptDataModule: group_size={group_size} must be >= 1 and divide batch_size={batch_size} "
-                "(a batch holds batch_size / group_size prompts, each sampled group_size times)"
-            )
+        check_ranges("PromptDataModule: ", locals())
         super().__init__()
         from tl_lightning.data.templates import get_template
         from tl_lightning.tokenization import resolve_tokenizer
@@ -206,19 +194,17 @@ class PromptDataModule(LightningDataModule):
         if stage in (None, "fit", "validate") and hp.val_path and not self.val_prompts:
             self.val_prompts = self._load(hp.val_path, hp.max_val_prompts, "val")
 
-    def _loader(self, records: list[PromptRecord], shuffle: bool, group_size: int = 1) -> DataLoader:
-        return DataLoader(
-            records, batch_size=self.hparams.batch_size // group_size, shuffle=shuffle,
-            num_workers=self.hparams.num_workers, collate_fn=_RepeatEach(group_size) if group_size > 1 else _collate,
-        )
+    def _loader(self, records: list[PromptRecord], shuffle: bool, batch_size: int) -> DataLoader:
+        return DataLoader(records, batch_size=batch_size, shuffle=shuffle, num_workers=self.hparams.num_workers, collate_fn=_collate)
 
     def train_dataloader(self) -> DataLoader:
         if not self.train_prompts:
             raise ValueError("PromptDataModule: no train_path was given (or setup('fit') was not called)")
-        return self._loader(self.train_prompts, shuffle=True, group_size=self.hparams.group_size)
+        return self._loader(self.train_prompts, shuffle=True, batch_size=self.hparams.batch_size)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_prompts, shuffle=False) if self.val_prompts else []
+        hp = self.hparams
+        return self._loader(self.val_prompts, shuffle=False, batch_size=hp.val_batch_size or hp.batch_size) if self.val_prompts else []
 
 
 def known_sandbox_tasks(tasks: Sequence[Any]) -> tuple[list[Any], Counter]:
@@ -239,8 +225,8 @@ def known_sandbox_tasks(tasks: Sequence[Any]) -> tuple[list[Any], Counter]:
 class TaskDataModule(LightningDataModule):
     """Multi-turn RL tasks (sandbox tasks with a success check, the ``test_multi.jsonl`` format).
 
-    Batches are lists of :class:`~tl_lightning.data.cases.MultiTurnTask`, each task repeated ``group_size``
-    times in a row (G episodes of one task for a group estimator); ``batch_size`` counts episodes.
+    Batches are lists of ``batch_size`` distinct :class:`~tl_lightning.data.cases.MultiTurnTask`; a group
+    estimator plays G episodes of each.
     Tasks whose toolkits the sandbox does not know are skipped and counted (``self.skipped``).
 
     Args:
@@ -248,6 +234,8 @@ class TaskDataModule(LightningDataModule):
             never train on a test split, nor on tasks generated as a test split with another seed: those carry
             the test-only slot values.
         tokenizer: a name/path or tokenizer object; kept as ``.tokenizer`` (the CLI links it into the model).
+        batch_size / val_batch_size: tasks per training / validation batch (None: ``batch_size``); a group
+            estimator plays G episodes of each training task.
         max_train_tasks / max_val_tasks: keep the first N tasks.
         exclude_path: a task file (e.g. ``quickstart:test_multi``) whose user queries must not be trained on:
             train tasks with the same first user message are skipped (``held_out_overlap``).
@@ -255,11 +243,10 @@ class TaskDataModule(LightningDataModule):
 
     def __init__(
         self, train_path: str | None = None, val_path: str | None = None, tokenizer: PreTrainedTokenizerBase | str = "tl-tiny",
-        batch_size: int = 8, group_size: int = 1, max_train_tasks: int | None = None, max_val_tasks: int | None = None,
-        exclude_path: str | None = None,
+        batch_size: int = 8, max_train_tasks: int | None = None, max_val_tasks: int | None = None,
+        exclude_path: str | None = None, val_batch_size: int | None = None,
     ) -> None:
-        if group_size < 1 or batch_size % group_size:
-            raise ValueError(f"TaskDataModule: group_size={group_size} must be >= 1 and divide batch_size={batch_size}")
+        check_ranges("TaskDataModule: ", locals())
         super().__init__()
         from tl_lightning.tokenization import resolve_tokenizer
 
@@ -290,9 +277,8 @@ class TaskDataModule(LightningDataModule):
             self._load("val", hp.val_path, hp.max_val_tasks)
 
     def train_dataloader(self) -> DataLoader:
-        g = self.hparams.group_size
-        return DataLoader(self.tasks["train"], batch_size=self.hparams.batch_size // g, shuffle=True, collate_fn=_RepeatEach(g))
+        return DataLoader(self.tasks["train"], batch_size=self.hparams.batch_size, shuffle=True, collate_fn=_collate)
 
     def val_dataloader(self) -> DataLoader | list:
-        tasks = self.tasks.get("val")
-        return DataLoader(tasks, batch_size=self.hparams.batch_size, collate_fn=_collate) if tasks else []
+        tasks, hp = self.tasks.get("val"), self.hparams
+        return DataLoader(tasks, batch_size=hp.val_batch_size or hp.batch_size, collate_fn=_collate) if tasks else []

@@ -75,6 +75,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.multiprocess
 def test_metrics_sync_across_two_processes():
     expected_acc, expected_rates = _single_process()
     assert (expected_acc["TS"], expected_acc["PI"], expected_acc["CF"]) == pytest.approx((200 / 3, 200 / 3, 100 / 3))
