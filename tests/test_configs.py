@@ -208,7 +208,7 @@ def test_experiment_files_compose_base_files_instead_of_inlining_them():
     assert cfg["trainer"]["accelerator"] == "cpu" and cfg["trainer"]["max_steps"] == 1400  # base + override
     assert cfg["trainer"]["logger"]["init_args"]["save_dir"] == "${trainer.default_root_dir}"
     assert [c["class_path"].rsplit(".", 1)[1] for c in cfg["trainer"]["callbacks"]] == [
-        "ModelCheckpoint", "LearningRateMonitor", "HFExportCallback"]
+        "ModelCheckpoint", "LearningRateMonitor", "ThroughputMonitor", "HFExportCallback"]
     assert cfg["model"]["init_args"]["lr"] == 3e-3 and cfg["data"]["init_args"]["group_by_length"] is True
 
 
