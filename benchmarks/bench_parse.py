@@ -20,8 +20,8 @@ import argparse
 import time
 from collections.abc import Callable
 
+from tl_lightning.data.calls import MAX_TEXT_CHARS, format_call, parse_calls
 from tl_lightning.data.schema import ToolCall
-from tl_lightning.tools.calls import MAX_TEXT_CHARS, format_call, parse_calls
 
 FORMATS = ("python", "json", "react", "tool_call", "auto")
 

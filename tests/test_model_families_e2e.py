@@ -61,12 +61,12 @@ def trainer(tmp_path: Path, steps: int) -> Trainer:
 @pytest.mark.parametrize(("family", "architecture"), CASES)
 def test_sft_test_stage_grpo_and_episodes_on_each_architecture(family, architecture, tmp_path, one_thread, monkeypatch):
     from tl_lightning.data.datamodule import ToolTrajectoryDataModule
-    from tl_lightning.data.prompts import PromptDataModule
     from tl_lightning.data.templates import get_template
     from tl_lightning.evaluation.datamodule import BenchmarkDataModule
     from tl_lightning.modules.evaluate import TLEvalModule
     from tl_lightning.modules.ppo import TLPPOModule
     from tl_lightning.modules.sft import TLSFTModule
+    from tl_lightning.rl.data import PromptDataModule
 
     seed_everything(0)
     tok = family_tokenizer(family)
@@ -100,7 +100,7 @@ def test_sft_test_stage_grpo_and_episodes_on_each_architecture(family, architect
 
     # GRPO on the training steps' prompts, rendered by the same template. A random model's samples are all
     # unparseable (-2 each, no advantage): a tie-break by length gives the groups a spread, so the update runs.
-    import tl_lightning.modules.ppo as ppo
+    import tl_lightning.rl.rewards as ppo
 
     formats = []
 
@@ -111,7 +111,7 @@ def test_sft_test_stage_grpo_and_episodes_on_each_architecture(family, architect
 
     gold_reward = ppo.gold_reward
     monkeypatch.setattr(ppo, "gold_reward", reward)
-    pdm = PromptDataModule(train_path=str(data), template="chat_template", tokenizer=tok, batch_size=4, group_size=2, max_train_prompts=2)
+    pdm = PromptDataModule(train_path=str(data), template="chat_template", tokenizer=tok, batch_size=2, max_train_prompts=2)
     grpo = TLPPOModule(actor=str(tuned), tokenizer=tok, advantage="grpo", group_size=2, do_sample=True, kl_mode="loss",
                        max_new_tokens=12, actor_lr=1e-3, sampling_seed=0)
     before = {k: v.detach().clone() for k, v in grpo.actor.named_parameters()}
@@ -123,9 +123,9 @@ def test_sft_test_stage_grpo_and_episodes_on_each_architecture(family, architect
 
     # a multi-turn episode: the policy's turn, then the tool results in the family's own role and format
     from tl_lightning.benchmarks import load_benchmark
+    from tl_lightning.data.calls import format_calls
     from tl_lightning.evaluation.multiturn import Episode
-    from tl_lightning.rl_episodes import observation_text
-    from tl_lightning.tools.calls import format_calls
+    from tl_lightning.rl.episodes import observation_text
 
     template = get_template("chat_template")
     task = load_benchmark("synthetic", "quickstart:test_multi").cases[0]

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from tl_lightning.data.calls import ParseResult, parse_calls
 from tl_lightning.data.schema import FeedbackCategory, Tool, ToolCall
 from tl_lightning.rewards import (
     IRM_DEFAULTS,
@@ -16,7 +17,6 @@ from tl_lightning.rewards import (
     category_reward,
     tool_call_reward,
 )
-from tl_lightning.tools.calls import ParseResult, parse_calls
 
 TOOLS = [
     Tool(

@@ -14,7 +14,7 @@ Decisions beyond the (single-call) paper:
 - **Known tools** are the names in ``tools`` plus ``finish`` (the answer tool, which templates
   may render without listing it). A tool with no schema in ``tools`` (``finish`` then) has the
   gold call's argument names as its schema, so it cannot hallucinate beyond "redundancy".
-- **Values** compare with JSON semantics (:func:`tl_lightning.tools.calls.values_equal`: ``1 != True``,
+- **Values** compare with JSON semantics (:func:`tl_lightning.data.calls.values_equal`: ``1 != True``,
   ``3 == 3.0``, strings exact). A gold value that is the string ``"None"`` (RoTBench: optional,
   not compared) matches any value.
 - **Several calls**: gold calls are matched to predicted calls by name, in order (each gold call
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from tl_lightning.data.calls import ParseResult, values_equal
 from tl_lightning.data.schema import FINISH_TOOL, FeedbackCategory, Tool, ToolCall
-from tl_lightning.tools.calls import ParseResult, values_equal
 
 __all__ = [
     "IRM_DEFAULTS",

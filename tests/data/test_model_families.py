@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tl_lightning.data.batch import IGNORE_INDEX
+from tl_lightning.data.calls import parse_calls
 from tl_lightning.data.chat_template import ChatTemplate, NotPrefixStable, detect_call_format
 from tl_lightning.data.encode import encode_trajectory, encode_trajectory_sequences
 from tl_lightning.data.schema import FINISH_TOOL, Message, Step, Tool, ToolCall, Trajectory
 from tl_lightning.data.template_base import TemplateError
 from tl_lightning.tokenization import tokenize_with_offsets
-from tl_lightning.tools.calls import parse_calls
 
 NAMES = list(FAMILIES)
 CITY = {"type": "object", "properties": {"city": {"type": "string", "description": "The city."}}}

@@ -328,7 +328,7 @@ def test_chat_template_properties(tiny_tokenizer, names, n_steps, texts, final):
 @pytest.mark.parametrize("name,kw", ALL)
 def test_supervised_steps_parse_back_with_call_format(tiny_tokenizer, name, kw):
     """What the model is trained to generate is what evaluation parses (D's parse_calls)."""
-    from tl_lightning.tools.calls import parse_calls
+    from tl_lightning.data.calls import parse_calls
 
     template = get_template(name, **kw)
     traj = trajectory()
@@ -357,7 +357,7 @@ def test_every_template_reads_back_every_tool_it_accepts_and_refuses_the_rest(ti
     """The property of issue 23: encoding either refuses a trajectory, with a TemplateError naming the tool (and the
     argument), or its supervised call parses back, with the template's own call format, to the same name and
     argument names. A refused one indeed does not read back when rendered anyway."""
-    from tl_lightning.tools.calls import parse_calls
+    from tl_lightning.data.calls import parse_calls
 
     template = get_template(which[0], **which[1])
     tool = Tool(name, "A tool.", {"type": "object", "properties": {a: {"type": "string"} for a in args}})

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tl_lightning.benchmarks.rotbench import rotbench_extract
+from tl_lightning.data.calls import parse_calls, values_equal
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.schema import FeedbackCategory, Message, Tool, ToolCall
 from tl_lightning.evaluation.bfcl_checker import standardize_string
@@ -16,7 +17,6 @@ from tl_lightning.evaluation.multiturn import FORMAT_ERROR, EpisodeResult, TurnR
 from tl_lightning.evaluation.report import multi_turn_report
 from tl_lightning.evaluation.scoring import CaseVerdict, case_category, judge_case, score_case
 from tl_lightning.rewards import RewardCategory
-from tl_lightning.tools.calls import parse_calls, values_equal
 
 
 def tool(name: str, required: tuple[str, ...] = (), **types: str | dict) -> Tool:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import tl_lightning.synthetic.scenarios as scenarios_pkg
+from tl_lightning.data.calls import parse_calls
 from tl_lightning.data.readers import read_trajectories
 from tl_lightning.data.templates import get_template
 from tl_lightning.synthetic.pretrain import FORMATS, corpus, documents, write_corpus
@@ -18,7 +19,6 @@ from tl_lightning.synthetic.pretrain.corpus import main
 from tl_lightning.synthetic.pretrain.episodes import FOLLOW_FRAMES, QUERY_FRAMES, STEP_WEIGHTS
 from tl_lightning.synthetic.pretrain.words import VERBS
 from tl_lightning.tokenization import SMALL_CHAT_TEMPLATE, load_tokenizer
-from tl_lightning.tools.calls import parse_calls
 from tl_lightning.tools.sandbox import default_toolkits
 
 N = 300  # documents per check: every format and every step count appear (checked below)

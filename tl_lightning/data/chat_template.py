@@ -90,7 +90,7 @@ class ChatTemplate(Template):
         chat_template: a Jinja string (or the name of one of the tokenizer's templates); None = the tokenizer's.
         end_of_turn: the text that closes an assistant turn (detected: what the template writes right after
             an assistant message's content, stripped; else the EOS token).
-        call_format: how generated replies are parsed (:data:`~tl_lightning.tools.call_parsers.PARSERS`);
+        call_format: how generated replies are parsed (:data:`~tl_lightning.data.call_parsers.PARSERS`);
             None = :func:`detect_call_format` of the template.
         strategy: ``auto`` | ``one_pass`` | ``per_turn`` (module docstring).
         reasoning: put each step's thought in ``reasoning_content`` (True) or the content (False);
@@ -113,7 +113,7 @@ class ChatTemplate(Template):
         parallel_calls: str | None = None,
         chat_template_kwargs: dict | None = None,
     ) -> None:
-        from tl_lightning.tools.call_parsers import PARSERS
+        from tl_lightning.data.call_parsers import PARSERS
 
         if strategy not in STRATEGIES:
             raise ValueError(f"chat_template: strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")

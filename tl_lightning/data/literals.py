@@ -1,7 +1,7 @@
 """Python literals without ``eval``: read one from an ``ast`` node, check a decoded value, write one.
 
 The one literal walker and the one renderer of the package. :func:`literal_value` reads the argument
-values of model calls (:mod:`tl_lightning.tools.calls`) and of BFCL gold strings
+values of model calls (:mod:`tl_lightning.data.calls`) and of BFCL gold strings
 (:mod:`tl_lightning.benchmarks.bfcl`); :func:`check_value` holds values decoded from JSON to the same
 rules; :func:`python_literal` writes values back as source (``format_call`` and the ``python_doc``
 prompt template).

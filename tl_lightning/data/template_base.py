@@ -71,7 +71,7 @@ class Template(ABC):
     """A prompt format. Subclasses are plain picklable objects (they hold only strings and flags)."""
 
     name: str = ""
-    #: How :func:`tl_lightning.tools.calls.parse_calls` should read generated text: python | react | json.
+    #: How :func:`tl_lightning.data.calls.parse_calls` should read generated text: python | react | json.
     call_format: str = ""
 
     @abstractmethod
@@ -95,7 +95,7 @@ class Template(ABC):
         return [self.render(traj, tokenizer)]
 
     def call_format_for(self, tokenizer) -> str:
-        """How generated text is parsed (:func:`tl_lightning.tools.calls.parse_calls`) for this tokenizer;
+        """How generated text is parsed (:func:`tl_lightning.data.calls.parse_calls`) for this tokenizer;
         a chat template's format depends on the template the tokenizer carries."""
         return self.call_format
 
@@ -133,7 +133,7 @@ class Template(ABC):
         return _READBACK[key]
 
     def _readback(self, name: str, arguments: tuple[str, ...], tokenizer) -> str | None:
-        from tl_lightning.tools.calls import parse_calls
+        from tl_lightning.data.calls import parse_calls
 
         call = ToolCall(name, dict.fromkeys(arguments, 0))
         tool = Tool(name, parameters={"type": "object", "properties": {a: {"type": "integer"} for a in arguments}})

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tl_lightning.data.calls import format_calls, readback_problem
 from tl_lightning.data.cases import EvalCase, MultiTurnTask
 from tl_lightning.data.errors import TrajectoryFormatError
 from tl_lightning.data.schema import FINISH_TOOL, ToolCall
-from tl_lightning.tools.calls import format_calls, readback_problem
 
 __all__ = ["Alignment", "align_predictions", "gold_predictions", "read_predictions", "resolve_possible_values", "write_jsonl"]
 

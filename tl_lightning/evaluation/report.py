@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tl_lightning.data.calls import ParseResult
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.evaluation.multiturn import FORMAT_ERROR, EpisodeResult
 from tl_lightning.evaluation.predictions import write_jsonl
 from tl_lightning.evaluation.scoring import judge_case, parse_output
 from tl_lightning.rundir import write_json_atomic
-from tl_lightning.tools.calls import ParseResult
 
 if TYPE_CHECKING:
     from tl_lightning.benchmarks import BenchmarkSet

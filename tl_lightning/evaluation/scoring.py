@@ -66,6 +66,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tl_lightning.benchmarks.rotbench import rotbench_extract
+from tl_lightning.data.calls import NATIVE_FORMATS, ParseResult, parse_calls, values_equal
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.schema import ToolCall
 from tl_lightning.evaluation.bfcl_checker import (
@@ -75,7 +76,6 @@ from tl_lightning.evaluation.bfcl_checker import (
     exact_answer,
 )
 from tl_lightning.rewards import RewardCategory, tool_call_reward
-from tl_lightning.tools.calls import NATIVE_FORMATS, ParseResult, parse_calls, values_equal
 
 __all__ = [
     "MODEL_OUTPUT_ERRORS", "SCORING_MODES", "CaseVerdict", "Judgement", "Prediction", "ScoringMode",

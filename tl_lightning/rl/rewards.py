@@ -19,12 +19,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from tl_lightning.data.calls import parse_calls
 from tl_lightning.data.feedback import step_category
 from tl_lightning.data.schema import FeedbackCategory
 from tl_lightning.evaluation.multiturn import FORMAT_ERROR
 from tl_lightning.rewards import IRMValues, RewardCategory, category_reward, tool_call_reward
 from tl_lightning.rl.data import PromptRecord
-from tl_lightning.tools.calls import parse_calls
 
 __all__ = ["REWARD_SOURCES", "RewardSource", "RewardSourceName", "gold_reward", "sandbox_reward", "score_texts", "turn_reward"]
 

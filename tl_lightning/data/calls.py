@@ -13,7 +13,7 @@ Three surface formats are understood (``format=``):
 - ``"react"``: ``Thought: ...`` / ``Action: NAME`` / ``Action Input: {json}`` pairs (RoTBench,
   ToolEyes, ToolAlpaca), stopping at the first ``Observation:``. The Action Input must be a JSON
   object (a Python dict literal is accepted as a fallback); anything else is an error.
-- The native formats of the model families (:mod:`tl_lightning.tools.call_parsers`; a reply without
+- The native formats of the model families (:mod:`tl_lightning.data.call_parsers`; a reply without
   call markup is the final answer, ``finish(answer=...)``):
   ``"hermes"`` (Qwen2.5, Qwen3, Hermes: ``<tool_call>`` JSON blocks after optional ``<think>`` reasoning),
   ``"llama3"`` (``{"name": ..., "parameters": {...}}``, ``<|python_tag|>``, ``;``-separated calls) and
@@ -25,7 +25,7 @@ Three surface formats are understood (``format=``):
 :func:`parse_calls` never raises, and its cost is bounded by the length of its input: text over
 the budget (``max_chars``, default :data:`MAX_TEXT_CHARS`) is refused before any work, fences,
 ``<tool_call>`` blocks and ``Action:`` lines are found by scans without backtracking, and many calls
-are sliced out of the text in one pass (the parsers live in :mod:`tl_lightning.tools.call_parsers`,
+are sliced out of the text in one pass (the parsers live in :mod:`tl_lightning.data.call_parsers`,
 the value rules in :mod:`tl_lightning.data.literals`). Every failure (syntax, non-literal values, brackets nested
 deeper than :data:`~tl_lightning.data.literals.MAX_DEPTH`, values that JSON cannot hold such as
 ``inf``, tuple keys or integers over :data:`~tl_lightning.data.literals.MAX_INT_DIGITS` digits,
@@ -42,9 +42,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tl_lightning.data.call_parsers import PARSERS, auto_order
 from tl_lightning.data.literals import MAX_DEPTH, python_literal
 from tl_lightning.data.schema import FINISH_TOOL, ToolCall
-from tl_lightning.tools.call_parsers import PARSERS, auto_order
 
 __all__ = [
     "values_equal",

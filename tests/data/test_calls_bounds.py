@@ -17,9 +17,9 @@ import time
 
 import pytest
 
+from tl_lightning.data.call_parsers import clean
+from tl_lightning.data.calls import MAX_TEXT_CHARS, ParseResult, parse_calls
 from tl_lightning.data.literals import MAX_INT_DIGITS
-from tl_lightning.tools.call_parsers import clean
-from tl_lightning.tools.calls import MAX_TEXT_CHARS, ParseResult, parse_calls
 
 # A hang guard, not a speed target (benchmarks/bench_parse.py measures speed): the slowest input takes tens of
 # ms on an idle machine and 0.55 s was seen under CI load; the old parser took 5 s to minutes on the hang families.

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tl_lightning.data.calls import MAX_TEXT_CHARS, ParseResult, format_call, format_calls, parse_calls
 from tl_lightning.data.literals import MAX_DEPTH
 from tl_lightning.data.schema import ToolCall
-from tl_lightning.tools.calls import MAX_TEXT_CHARS, ParseResult, format_call, format_calls, parse_calls
 
 
 def _pairs(result: ParseResult) -> list[tuple[str, dict]]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from tl_lightning.data.calls import NATIVE_FORMATS, format_calls, parse_calls
 from tl_lightning.data.cases import EvalCase
 from tl_lightning.data.schema import FINISH_TOOL, Message, Tool, ToolCall
 from tl_lightning.evaluation.scoring import score_case
-from tl_lightning.tools.calls import NATIVE_FORMATS, format_calls, parse_calls
 
 CALLS = [ToolCall("get_x", {"city": "Paris", "days": 3}), ToolCall("get_y", {"tags": ["a", 1, None], "q": {"k": True}})]
 

@@ -1,4 +1,4 @@
-"""The surface formats :func:`tl_lightning.tools.calls.parse_calls` reads, one parser each.
+"""The surface formats :func:`tl_lightning.data.calls.parse_calls` reads, one parser each.
 
 ``python``, ``json`` and ``react`` are the formats of the paper and the test sets; ``hermes``, ``llama3`` and
 ``mistral`` are the native outputs of the model families users fine-tune (Qwen2.5/Qwen3/Hermes
@@ -378,7 +378,7 @@ PARSERS = {
 
 
 def auto_order(text: str) -> tuple[str, ...]:
-    """The formats ``parse_calls(text, "auto")`` tries, in order (see :mod:`tl_lightning.tools.calls`)."""
+    """The formats ``parse_calls(text, "auto")`` tries, in order (see :mod:`tl_lightning.data.calls`)."""
     stripped = clean(text)
     if _TOOL_CALLS in stripped:
         return ("mistral",)
