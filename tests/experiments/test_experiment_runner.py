@@ -169,7 +169,7 @@ def test_dry_run_prints_every_cells_commands_and_runs_nothing(tmp_path, capsys, 
     cells = [line for line in printed.splitlines() if line.startswith("# ")]
     assert len(cells) == 4 and all("(to run)" in c for c in cells)
     commands = [line for line in printed.splitlines() if " -m tl_lightning cell " in line]
-    assert len(commands) == 4 and all(f"--dir {out}/" in c and "fit --config configs/quickstart.yaml" in c for c in commands)
+    assert len(commands) == 4 and all(f"--dir {out}/" in c and "fit --config configs/small.yaml" in c for c in commands)
     stages = [line for line in printed.splitlines() if line.startswith("[cell ")]
     assert len(stages) == 4 * 6  # sft, ppo and 4 tests per cell
     sft = [line for line in stages if "] sft: " in line]
