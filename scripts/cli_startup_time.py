@@ -6,13 +6,15 @@
 Every LightningCLI command imports Lightning (and with it torch and torchmetrics) to build its parser, so
 ``import lightning.pytorch.cli`` is printed as the floor; tl_lightning's own share is the difference.
 ``python -m tl_lightning --help`` answers without Lightning. On a shared, busy machine compare the minimums
-(the runs least disturbed), and time two checkouts in one call (``--other``) so both see the same load.
+(the runs least disturbed) and the CPU seconds (user + system, which other processes disturb far less than the
+wall clock), and time two checkouts in one call (``--other``) so both see the same load.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,11 +31,15 @@ COMMANDS = {
 }
 
 
-def _time(args: list[str], root: Path) -> float:
+def _time(args: list[str], root: Path) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one run of ``python *args`` in ``root``."""
     env = {**os.environ, "PYTHONPATH": str(root)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, *args], capture_output=True, cwd=root, env=env)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,11 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.other is not None:
         roots["other"] = args.other.resolve()
     for name, cmd in COMMANDS.items():
-        times: dict[str, list[float]] = {k: [] for k in roots}
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in roots}
         for _ in range(args.repeats):
             for key, root in roots.items():  # interleaved: both see the same load
                 times[key].append(_time(cmd, root))
-        cells = [f"{k} {min(t):6.2f} s (median {statistics.median(t):.2f})" for k, t in times.items()]
+        cells = [f"{k} {min(w for w, _ in t):6.2f} s (median {statistics.median(w for w, _ in t):.2f}, "
+                 f"cpu {min(c for _, c in t):.2f} s)" for k, t in times.items()]
         print(f"{name:38s} " + "   ".join(cells), flush=True)
 
 
