@@ -5,8 +5,9 @@
 For each grid folder under ``--runs`` that exists (``ablation``, ``error_rate``, ``pkt_subword``, ``recipe``), writes
 ``<out>/<grid>/``: ``results.md``, ``results.csv`` and ``runs.csv`` (``tl_lightning.experiments.results``, from the
 cells' ``report.json`` files, so intervals are computed from per-case outcomes), ``key_nll.csv`` (the key-token NLL
-curve of every SFT run, from its ``metrics.csv``) and ``cells/<cell>/{cell.json,timings.json}``. The reports
-themselves (per-case predictions, ~0.3 MB a cell) stay in the grid folders; rerunning a cell regenerates them.
+curve of every SFT run, from its ``metrics.csv``) and ``cells/<cell>/``: ``cell.json``, ``timings.json`` and the
+``report.json`` of every evaluation (~0.3 MB a cell: the per-case outcomes the intervals resample). A session that
+resumes the grid copies ``cells/*`` back into ``runs/<grid>/`` first, so the finished cells are not run again.
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ def export(grid: Path, out: Path, n_boot: int) -> int:
         for name in ("cell.json", "timings.json"):
             if (cell / name).is_file():
                 shutil.copyfile(cell / name, dest / name)
+        # The reports hold the per-case outcomes that the intervals resample: with them the copied cell is a
+        # complete grid cell for the tables (and, copied back into runs/<grid>/, a finished cell for the runner of
+        # the recorded commit), so later seeds can be pooled with these.
+        record = json.loads((cell / "cell.json").read_text(encoding="utf-8"))
+        for evaluation in record.get("evaluations") or []:
+            for rel in (evaluation.get("reports") or {}).values():
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cell / rel, dest / rel)
         curves += key_nll_rows(cell)
     with open(out / "key_nll.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["cell", "step", "split", "key_nll"])
