@@ -24,7 +24,8 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from tl_lightning.tokenization import tokenize_with_offsets
 
 __all__ = [
-    "GenerationOutput", "generate", "position_ids_from_mask", "response_mask_from_stops", "sequence_logprobs", "tokenize_prompts",
+    "GenerationOutput", "finish_output", "generate", "left_padded", "pad_id", "position_ids_from_mask", "response_mask_from_stops",
+    "sequence_logprobs", "stop_rules", "tokenize_prompts",
 ]
 
 
@@ -37,6 +38,9 @@ class GenerationOutput:
     - ``response_mask``: [B, T] 1 on generated tokens up to and including the stop token.
     - ``stopped``: [B] bool, True where the row ended on a stop token (False: hit ``max_new_tokens``).
     - ``texts``: the decoded responses without the stop token.
+    - ``logprobs``: [B, T] float32 or None, the log-prob each response token had in the distribution it was
+      sampled from (temperature, top-k and top-p applied; 0 beyond ``response_mask``). Only when asked for
+      (``return_logprobs``) or from a rollout engine: the sampler's side of the sampler-trainer mismatch.
     """
 
     sequences: Tensor
@@ -44,6 +48,7 @@ class GenerationOutput:
     response_mask: Tensor
     stopped: Tensor
     texts: list[str]
+    logprobs: Tensor | None = None
 
     @property
     def prompt_length(self) -> int:
@@ -92,6 +97,15 @@ def _stop_ids(tokenizer: PreTrainedTokenizerBase, stop_token_ids: Sequence[int] 
     return ids
 
 
+def stop_rules(
+    tokenizer: PreTrainedTokenizerBase, stop_token_ids: Sequence[int] | None, stop_strings: Sequence[str] | None
+) -> tuple[list[int], list[str]]:
+    """The stop ids (``stop_token_ids``, the one-token ``stop_strings``, else eos) and the multi-token stop
+    strings, as :func:`generate` applies them; every rollout engine stops by these same rules."""
+    ids = _stop_ids(tokenizer, stop_token_ids, stop_strings)
+    return ids, [s for s in (stop_strings or ()) if tokenizer.convert_tokens_to_ids(s) not in ids]
+
+
 def _truncate_at_strings(
     tokenizer: PreTrainedTokenizerBase, responses: Tensor, mask: Tensor, strings: list[str]
 ) -> tuple[Tensor, Tensor]:
@@ -120,7 +134,7 @@ def _truncate_at_strings(
     return mask, stopped
 
 
-def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
@@ -133,7 +147,7 @@ def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
     return [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
 
-def _left_padded(tokenizer: PreTrainedTokenizerBase, rows: Sequence[Sequence[int]], max_prompt_length: int | None) -> tuple[Tensor, Tensor]:
+def left_padded(tokenizer: PreTrainedTokenizerBase, rows: Sequence[Sequence[int]], max_prompt_length: int | None) -> tuple[Tensor, Tensor]:
     """Left-pad token-id rows: [B, P] ids and mask."""
     lengths = [len(r) for r in rows]
     if max_prompt_length is not None and max(lengths) > max_prompt_length:
@@ -142,7 +156,7 @@ def _left_padded(tokenizer: PreTrainedTokenizerBase, rows: Sequence[Sequence[int
     if min(lengths) == 0:
         raise ValueError(f"prompt {lengths.index(0)} tokenizes to nothing")
     width = max(lengths)
-    ids = torch.full((len(rows), width), _pad_id(tokenizer), dtype=torch.long)
+    ids = torch.full((len(rows), width), pad_id(tokenizer), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         ids[i, width - len(row) :] = torch.as_tensor(list(row), dtype=torch.long)
@@ -168,6 +182,7 @@ def generate(
     skip_special_tokens: bool = True,
     seed: int | None = None,
     prompt_ids: Sequence[Sequence[int]] | None = None,
+    return_logprobs: bool = False,
 ) -> GenerationOutput:
     """Continue each prompt until a stop token/string or ``max_new_tokens``; greedy unless ``do_sample``.
 
@@ -182,15 +197,15 @@ def generate(
 
     ``prompt_ids`` (with ``prompts=[]``) continues token-id rows as they are, never re-tokenised from
     text: a multi-turn rollout's context is the ids the policy sampled plus observation ids.
+    ``return_logprobs`` fills ``logprobs`` from HF's processed scores (what the sampler drew from).
     """
     if prompt_ids is not None and prompts:
         raise ValueError("generate(): pass prompts or prompt_ids, not both")
     rows = list(prompt_ids) if prompt_ids is not None else tokenize_prompts(tokenizer, prompts, add_special_tokens)
     if not rows:
         raise ValueError("generate() needs at least one prompt")
-    stop_ids = _stop_ids(tokenizer, stop_token_ids, stop_strings)
-    long_strings = [s for s in (stop_strings or ()) if tokenizer.convert_tokens_to_ids(s) not in stop_ids]
-    input_ids, prompt_mask = _left_padded(tokenizer, rows, max_prompt_length)
+    stop_ids, long_strings = stop_rules(tokenizer, stop_token_ids, stop_strings)
+    input_ids, prompt_mask = left_padded(tokenizer, rows, max_prompt_length)
     device = next(model.parameters()).device
     input_ids, prompt_mask = input_ids.to(device), prompt_mask.to(device)
     config = GenerationConfig(
@@ -200,9 +215,11 @@ def generate(
         top_p=top_p if do_sample else None,
         top_k=top_k if do_sample else None,
         eos_token_id=stop_ids or None,
-        pad_token_id=_pad_id(tokenizer),
+        pad_token_id=pad_id(tokenizer),
         use_cache=use_cache,
         stop_strings=long_strings or None,
+        return_dict_in_generate=return_logprobs,
+        output_scores=return_logprobs,
     )
     was_training = model.training
     model.eval()  # dropout off while acting; PPO recomputes log-probs in the same mode
@@ -211,7 +228,7 @@ def generate(
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            sequences = model.generate(
+            out = model.generate(
                 input_ids=input_ids,
                 attention_mask=prompt_mask,
                 generation_config=config,
@@ -219,11 +236,33 @@ def generate(
             )
     finally:
         model.train(was_training)
+    sequences = out.sequences if return_logprobs else out
     responses = sequences[:, input_ids.shape[1] :]
+    logprobs = None
+    if return_logprobs:
+        # scores[t]: [B, V] logits after the processors and warpers of step t, i.e. what was sampled from;
+        # gathered step by step, so no [B, T, V] float32 copy is made
+        logprobs = torch.stack([
+            F.log_softmax(s.float(), dim=-1).gather(-1, responses[:, t, None]).squeeze(-1) for t, s in enumerate(out.scores)
+        ], dim=1)
     response_mask, by_token = response_mask_from_stops(responses, stop_ids)
+    return finish_output(
+        tokenizer, sequences, prompt_mask, response_mask, by_token, long_strings, skip_special_tokens, logprobs
+    )
+
+
+def finish_output(
+    tokenizer: PreTrainedTokenizerBase, sequences: Tensor, prompt_mask: Tensor, response_mask: Tensor, by_token: Tensor,
+    long_strings: Sequence[str], skip_special_tokens: bool = True, logprobs: Tensor | None = None,
+) -> GenerationOutput:
+    """The :class:`GenerationOutput` of generated ``sequences`` [B, P+T] whose ``response_mask`` [B, T] ends on
+    each row's first stop token (``by_token`` [B]: the row has one): multi-token stop strings cut the rows
+    shorter, and the texts are decoded. Shared by every rollout engine, so they apply the same stop rules."""
+    device = sequences.device
+    responses = sequences[:, prompt_mask.shape[1] :]
     stopped = by_token.cpu()
     if long_strings:
-        response_mask, by_string = _truncate_at_strings(tokenizer, responses, response_mask, long_strings)
+        response_mask, by_string = _truncate_at_strings(tokenizer, responses, response_mask, list(long_strings))
         # a string completed before the first stop token ends the row there instead
         by_token = by_token.cpu() & ~by_string
         stopped = stopped | by_string
@@ -235,7 +274,9 @@ def generate(
         for s in long_strings:  # a completed stop string is not part of the answer
             text = text.split(s)[0] if s in text else text
         texts.append(text)
-    return GenerationOutput(sequences, prompt_mask, response_mask, stopped.to(device), texts)
+    if logprobs is not None:  # where, not a product: a padding position may hold -inf (top-k/top-p cut it)
+        logprobs = torch.where(response_mask.bool(), logprobs.float().to(device), 0.0)
+    return GenerationOutput(sequences, prompt_mask, response_mask, stopped.to(device), texts, logprobs)
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
