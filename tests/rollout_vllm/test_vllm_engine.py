@@ -14,10 +14,9 @@ import torch
 
 pytest.importorskip("vllm", reason="vLLM is not installed (the vLLM lane of .ci/run installs it)")
 
-from tl_lightning.rl.data import PromptDataModule  # noqa: E402
-
 from tl_lightning.checkpoints import load_pretrained  # noqa: E402
 from tl_lightning.generation import sequence_logprobs, tokenize_prompts  # noqa: E402
+from tl_lightning.rl.data import PromptDataModule  # noqa: E402
 from tl_lightning.rl.engines import HFEngine, SamplingSettings, VLLMEngine, VLLMSettings  # noqa: E402
 
 #: CPU memory for the KV cache: on the CPU build gpu_memory_utilization is a share of host RAM
