@@ -84,6 +84,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_grad_norm": _positive(),
     "max_turns": _at_least(1),
     "max_context": _at_least(2),
+    "tis_cap": _at_least(1),  # a cap below 1 would shrink every token's surrogate
 }
 
 

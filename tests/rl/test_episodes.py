@@ -12,7 +12,13 @@ from tl_lightning.data.templates import get_template
 from tl_lightning.generation import GenerationOutput
 from tl_lightning.rl import kl_penalty, policy_loss, sampled_gae
 from tl_lightning.rl.data import known_sandbox_tasks
-from tl_lightning.rl.episodes import EpisodeSettings, episode_tensors, observation_text, run_episodes
+from tl_lightning.rl.episodes import (
+    EpisodeSettings,
+    episode_logprobs,
+    episode_tensors,
+    observation_text,
+    run_episodes,
+)
 from tl_lightning.rl.rewards import turn_reward
 from tl_lightning.synthetic import ensure_quickstart_data
 from tl_lightning.tokenization import resolve_tokenizer
@@ -33,8 +39,9 @@ def char_ids(tok, text: str) -> list[int]:
     return [i for ch in text for i in tok(ch, add_special_tokens=False)["input_ids"]]
 
 
-def scripted_policy(tok, turns: list[list[int]], eot: int):
-    """Plays the scripted ids, one turn per call, for every row; records what it was given."""
+def scripted_policy(tok, turns: list[list[int]], eot: int, logprobs: list[list[float] | None] | None = None):
+    """Plays the scripted ids, one turn per call, for every row; records what it was given. ``logprobs``: the
+    sampler's log-probs of each turn's ids (eot included), as a rollout engine returns them."""
     seen: list[list[list[int]]] = []
 
     def policy(prompt_ids, seed):
@@ -42,8 +49,10 @@ def scripted_policy(tok, turns: list[list[int]], eot: int):
         ids = turns[len(seen) - 1] + [eot]
         b = len(prompt_ids)
         seq = torch.tensor([[0] + ids] * b)  # a one-column "prompt" is enough: only responses are read
+        turn_logprobs = None if logprobs is None else logprobs[len(seen) - 1]
         return GenerationOutput(seq, torch.ones(b, 1, dtype=torch.long), torch.ones(b, len(ids), dtype=torch.long),
-                                torch.ones(b, dtype=torch.bool), [tok.decode(ids[:-1])] * b)
+                                torch.ones(b, dtype=torch.bool), [tok.decode(ids[:-1])] * b,
+                                None if turn_logprobs is None else torch.tensor([turn_logprobs] * b))
 
     return policy, seen
 
@@ -79,6 +88,24 @@ def test_scripted_episode_exact_ids_masks_and_rewards(setup):
     expected[end1], expected[end2] = 1.0, 3.0
     assert torch.equal(scores[0], expected)
     assert attention_mask.sum() == p + len(trace.ids)  # observations are attended to
+
+
+def test_the_samplers_logprobs_follow_the_sampled_ids_and_are_zero_on_observations(setup):
+    task, tok, tpl = setup
+    eot = tok.convert_tokens_to_ids(tpl.end_of_turn(tok))
+    turns = [char_ids(tok, t) for t in TURNS]
+    scripted = [[-0.1 * (i + 1) for i in range(len(t) + 1)] for t in turns]  # one per sampled id, eot included
+    policy, _ = scripted_policy(tok, turns, eot, logprobs=scripted)
+    (trace,) = run_episodes(policy, tok, tpl, [task], EpisodeSettings())
+    _, _, response_mask, _ = episode_tensors([trace], pad_id=tok.pad_token_id)
+    sampling = episode_logprobs([trace])
+    assert sampling.shape == response_mask.shape
+    n_obs = len(trace.ids) - len(scripted[0]) - len(scripted[1])
+    assert sampling[0].tolist() == pytest.approx(scripted[0] + [0.0] * n_obs + scripted[1])
+    # a turn that came without them (an engine not asked for any) leaves the episode with none, not half
+    policy, _ = scripted_policy(tok, turns, eot, logprobs=[scripted[0], None])
+    (trace,) = run_episodes(policy, tok, tpl, [task], EpisodeSettings())
+    assert trace.logprobs is None and episode_logprobs([trace]) is None
 
 
 def observation_text_after_turn1(task, tok, tpl) -> str:

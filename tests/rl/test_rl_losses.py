@@ -57,6 +57,18 @@ def test_policy_loss_gradient_is_zero_when_clipped():
     assert logp.grad.tolist() == [[0.0, -0.5]]
 
 
+def test_policy_loss_is_weights_scale_each_surrogate_but_not_the_kl_term():
+    # token 0: ratio 1, A=2 -> -2, weight 0.5 -> -1; token 1: ratio 1, A=-1 -> 1, weight 2 -> 2; token 2: padding
+    logp = t([[0.0, 0.0, 0.0]])
+    adv, mask, w = t([[2.0, -1.0, 5.0]]), t([[1, 1, 0]]), t([[0.5, 2.0, 9.0]])
+    loss, _ = policy_loss(logp, logp, adv, mask, is_weights=w)
+    assert loss.item() == pytest.approx((-1.0 + 2.0) / 2)
+    # with KL in the loss: k3(logp=0, ref=log 2) = 2 - 1 - log 2 per token, added after the weights
+    ref = t([[math.log(2)] * 3])
+    loss, _ = policy_loss(logp, logp, adv, mask, ref_logprobs=ref, kl_coef=0.1, is_weights=w)
+    assert loss.item() == pytest.approx((-1.0 + 2.0) / 2 + 0.1 * (1 - math.log(2)))
+
+
 def test_gae_three_tokens_by_hand():
     r, v = t([[0.1, -0.2, 1.0]]), t([[0.5, 0.4, 0.3]])
     gamma, lam = 0.9, 0.8

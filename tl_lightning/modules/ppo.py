@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from tl_lightning.generation import generate, tokenize_prompts
-from tl_lightning.modules.rl_base import RLModule
+from tl_lightning.generation import tokenize_prompts
+from tl_lightning.modules.rl_base import Collected, RLModule
 from tl_lightning.ranges import check_ranges, choose
-from tl_lightning.rl import Rollout, hf_policy, masked_mean, score_rollout, scores_at_last_token
+from tl_lightning.rl import Rollout, masked_mean, score_rollout, scores_at_last_token
 from tl_lightning.rl.data import PromptRecord
 from tl_lightning.rl.rewards import REWARD_SOURCES, RewardSourceName, score_texts
 
@@ -64,23 +64,18 @@ class TLPPOModule(RLModule):
                 strings.append(eot)
         return sorted(ids), strings
 
-    def collect(self, records: list[PromptRecord], greedy: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], Any]:
-        hp = self.hparams
-        stop_ids, stop_strings = self._stop_for(records)
-        policy = hf_policy(
-            self.actor, self.tokenizer, max_new_tokens=hp.max_new_tokens, sample=hp.do_sample and not greedy, temperature=hp.temperature,
-            top_p=hp.top_p, top_k=hp.top_k, stop_token_ids=stop_ids, stop_strings=stop_strings, use_cache=hp.use_cache,
-        )
+    def collect(self, records: list[PromptRecord], greedy: bool = False) -> Collected:
+        policy = self.policy(greedy, *self._stop_for(records))
         out = policy(tokenize_prompts(self.tokenizer, [r.text for r in records]), self._rollout_seed())
         rewards, outcomes = score_texts(out.texts, records, self.reward_fn)
         scores = scores_at_last_token(rewards.to(self.device), out.response_mask)
-        return out.sequences, out.attention_mask, out.response_mask, scores, out.texts, (rewards, outcomes)
+        return Collected(out.sequences, out.attention_mask, out.response_mask, scores, out.texts, (rewards, outcomes), out.logprobs)
 
     def rollout(self, records: Sequence[PromptRecord], greedy: bool = False) -> Rollout:
         """One response per prompt, rewarded and scored under the policy, reference and critic (all detached)."""
-        sequences, attention_mask, response_mask, scores, texts, _ = self.collect(list(records), greedy)
-        return score_rollout(self.actor, self.reference, self.critic, sequences, attention_mask, response_mask, scores, texts,
-                             temperature=1.0 if greedy else self._train_temperature)
+        c = self.collect(list(records), greedy)
+        return score_rollout(self.actor, self.reference, self.critic, c.sequences, c.attention_mask, c.response_mask, c.scores,
+                             c.texts, temperature=1.0 if greedy else self._train_temperature, sampling_logprobs=c.sampling_logprobs)
 
     def train_logs(self, info: Any, rollout: Rollout, returns: Tensor) -> dict[str, Tensor]:
         rewards, outcomes = info
@@ -94,12 +89,7 @@ class TLPPOModule(RLModule):
 
     def validation_step(self, batch: list[PromptRecord], batch_idx: int) -> None:
         """Greedy rollouts on held-out prompts: mean reward and share of fully correct calls."""
-        hp = self.hparams
-        stop_ids, stop_strings = self._stop_for(batch)
-        out = generate(
-            self.actor, self.tokenizer, [r.text for r in batch], max_new_tokens=hp.max_new_tokens,
-            stop_token_ids=stop_ids, stop_strings=stop_strings or None, use_cache=hp.use_cache,
-        )
+        out = self.policy(True, *self._stop_for(batch))(tokenize_prompts(self.tokenizer, [r.text for r in batch]), None)
         scores, categories = score_texts(out.texts, batch, self.reward_fn)
         correct = torch.tensor([c in ("correct", "all_right") for c in categories], dtype=torch.float32)
         self.val_reward.update(scores.to(self.device))

@@ -4,21 +4,23 @@ A subclass turns a batch into sampled ids and the environment's rewards (:meth:`
 what is particular to it; everything between is here, the same for every RL module::
 
     batch (G copies of each prompt or task for a group estimator)
-      -> collect: generation or episodes, rewards          (subclass)
+      -> collect: generation or episodes, rewards          (subclass; through the rollout engine)
       -> score_rollout: log-probs, reference log-probs, values -> Rollout
       -> compute_advantages(advantage, ...): reward clip, KL, estimator
       -> ppo_epochs x num_minibatches clipped updates of the actor (and critic)
 
 So ``reward_clip``, ``kl_mode``/``kl_coef``, the estimator, the loss aggregation and the ratio apply
-identically to single-step and multi-turn rollouts. The maths is in :mod:`tl_lightning.rl`.
+identically to single-step and multi-turn rollouts. The maths is in :mod:`tl_lightning.rl`; what generates
+(Hugging Face ``generate`` or colocated vLLM, ``rollout_engine``) is :mod:`tl_lightning.rl.engines`.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import torch
 from lightning.pytorch import LightningModule
@@ -38,21 +40,39 @@ from tl_lightning.rl import (
     CriticKind,
     KLMode,
     LossAgg,
+    Policy,
     RatioLevel,
     Rollout,
     compute_advantages,
+    engine_policy,
     masked_mean,
     policy_forward,
     policy_loss,
     score_rollout,
     value_loss,
 )
+from tl_lightning.rl.engines import RolloutEngineHooks, SamplingSettings, check_engine_settings
 from tl_lightning.tokenization import check_tokenizer_source
 
-__all__ = ["RLModule"]
+__all__ = ["Collected", "RLModule"]
 
 
-class RLModule(TokenizerCheckpointMixin, LightningModule):
+class Collected(NamedTuple):
+    """What :meth:`RLModule.collect` sampled: ``sequences`` [B, P+T], ``attention_mask`` [B, P+T],
+    ``response_mask`` [B, T], the environment's ``scores`` [B, T] (see :class:`~tl_lightning.rl.Rollout`), the
+    texts, whatever the subclass's :meth:`RLModule.train_logs` needs, and the engine's ``sampling_logprobs``
+    [B, T] (None when it was not asked for them)."""
+
+    sequences: Tensor
+    attention_mask: Tensor
+    response_mask: Tensor
+    scores: Tensor
+    texts: list[str]
+    info: Any
+    sampling_logprobs: Tensor | None = None
+
+
+class RLModule(RolloutEngineHooks, TokenizerCheckpointMixin, LightningModule):
     """The shared part of the RL modules (:class:`~tl_lightning.modules.ppo.TLPPOModule`,
     :class:`~tl_lightning.modules.rl_multiturn.TLMultiTurnRLModule`); not used on its own.
 
@@ -85,6 +105,10 @@ class RLModule(TokenizerCheckpointMixin, LightningModule):
         ratio_level: ``token`` (PPO) or ``sequence`` (GSPO). clip_high: the upper clip (None: ``clip_policy``);
             above it is DAPO's clip-higher.
         sampling_seed: seeds each rollout's sampling from (seed, rank, step), so reruns sample alike.
+        rollout_engine: ``hf`` (Hugging Face ``generate`` on the actor) or ``vllm`` (a colocated vLLM engine,
+            synced with the actor; docs/vllm.md). ``vllm``: its settings (:class:`~tl_lightning.rl.engines.VLLMSettings`).
+        tis_cap: truncated importance sampling of the sampled tokens, each surrogate times
+            ``min(p_trainer / p_sampler, tis_cap)`` (None: off; :func:`~tl_lightning.rl.engines.tis_weights`).
 
     Out-of-range numbers (:data:`~tl_lightning.ranges.RANGES`), unknown modes and settings that cannot work
     together are a ``ValueError`` at construction, before any model is loaded.
@@ -130,9 +154,13 @@ class RLModule(TokenizerCheckpointMixin, LightningModule):
         clip_high: float | None = None,
         kl_mode: KLMode = "reward",
         sampling_seed: int | None = None,
+        rollout_engine: Literal["hf", "vllm"] = "hf",
+        vllm: dict[str, Any] | None = None,
+        tis_cap: float | None = None,
     ) -> None:
         name = f"{type(self).__name__}: "
         check_ranges(name, locals())
+        self.vllm_settings = check_engine_settings(rollout_engine, vllm)
         estimator = choose(ESTIMATORS, advantage, f"{name}advantage")
         choose(AGGREGATIONS, loss_agg or estimator.loss_agg, f"{name}loss_agg")
         choose(RATIOS, ratio_level, f"{name}ratio_level")
@@ -164,11 +192,22 @@ class RLModule(TokenizerCheckpointMixin, LightningModule):
         return batch
 
     # ------------------------------------------------------------------ the step
-    def collect(self, batch: list[Any]) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], Any]:
-        """Sample the batch (``group_size`` copies of each item, in a row): ``sequences`` [B, P+T],
-        ``attention_mask`` [B, P+T], ``response_mask`` [B, T], the environment's ``scores`` [B, T] (see
-        :class:`~tl_lightning.rl.Rollout`), the texts, and whatever the subclass's :meth:`train_logs` needs."""
+    def collect(self, batch: list[Any]) -> Collected:
+        """Sample the batch (``group_size`` copies of each item, in a row) through :meth:`policy`."""
         raise NotImplementedError
+
+    def policy(self, greedy: bool, stop_token_ids: Sequence[int] | None = None, stop_strings: Sequence[str] | None = None) -> Policy:
+        """The :data:`~tl_lightning.rl.Policy` the subclass collects with: the rollout engine with the module's
+        generation settings, greedy for validation (``greedy``) or when ``do_sample`` is off."""
+        hp = self.hparams
+        # The sampler's log-probs feed the mismatch logs and TIS. HF derives them from every step's scores, held
+        # as B x T x V: it is asked only for TIS; vLLM's come at no cost. Greedy validation trains on nothing.
+        logprobs = not greedy and (hp.rollout_engine != "hf" or hp.tis_cap is not None)
+        sampling = SamplingSettings(
+            hp.max_new_tokens, hp.do_sample and not greedy, hp.temperature, hp.top_p, hp.top_k,
+            None if stop_token_ids is None else tuple(stop_token_ids), tuple(stop_strings or ()) or None, logprobs=logprobs,
+        )
+        return engine_policy(self.engine, sampling)
 
     def train_logs(self, info: Any, rollout: Rollout, returns: Tensor) -> dict[str, Tensor]:
         """The subclass's own ``train/...`` values for a step (0-dim tensors)."""
@@ -178,11 +217,12 @@ class RLModule(TokenizerCheckpointMixin, LightningModule):
         t0 = time.perf_counter()
         g = self.hparams.group_size
         items = [x for x in batch for _ in range(g)] if g > 1 else list(batch)  # each group's G samples in a row
-        sequences, attention_mask, response_mask, scores, texts, info = self.collect(items)
+        c = self.collect(items)
         t1 = time.perf_counter()
         rollout = score_rollout(
-            self.actor, self.reference, self.critic, sequences, attention_mask, response_mask.to(self.device),
-            scores.to(self.device), texts, temperature=self._train_temperature,
+            self.actor, self.reference, self.critic, c.sequences, c.attention_mask, c.response_mask.to(self.device),
+            c.scores.to(self.device), c.texts, temperature=self._train_temperature,
+            sampling_logprobs=None if c.sampling_logprobs is None else c.sampling_logprobs.to(self.device),
         )
         t2 = time.perf_counter()
         stats, returns = self.update(rollout)
@@ -190,7 +230,8 @@ class RLModule(TokenizerCheckpointMixin, LightningModule):
         mask = rollout.response_mask
         logs = {
             "train/kl": ((rollout.logprobs - rollout.ref_logprobs) * mask).sum(dim=1).mean(),
-            **self.train_logs(info, rollout, returns),
+            **self.train_logs(c.info, rollout, returns),
+            **{f"train/{k}": v for k, v in self.sampler_logs(rollout.logprobs, rollout.sampling_logprobs, mask).items()},
             **{f"train/{k}": torch.stack(v).mean() for k, v in stats.items()},
             **{f"time/{k}_s": torch.tensor(v) for k, v in zip(self.time_keys, (t1 - t0, t2 - t1, t3 - t2), strict=True)},
         }
@@ -222,11 +263,13 @@ class RLModule(TokenizerCheckpointMixin, LightningModule):
         logprobs, values, entropy = policy_forward(
             self.actor, self.critic, batch.sequences, batch.attention_mask, start, self._train_temperature, entropy=True
         )
+        # TIS weighs by the trainer's log-probs at collection (batch.logprobs), not the moving current ones
+        is_weights, is_stats = self.is_weights(batch.logprobs, batch.sampling_logprobs, mask)
         pg_loss, pg_stats = policy_loss(
             logprobs, batch.logprobs, advantages, mask, hp.clip_policy, hp.clip_high, self.loss_agg, hp.ratio_level,
-            batch.ref_logprobs, self.kl_in_loss, norm=self.loss_norm,
+            batch.ref_logprobs, self.kl_in_loss, norm=self.loss_norm, is_weights=is_weights,
         )
-        stats = {"policy_loss": pg_loss.detach(), "entropy": masked_mean(entropy.detach(), mask), **pg_stats}
+        stats = {"policy_loss": pg_loss.detach(), "entropy": masked_mean(entropy.detach(), mask), **pg_stats, **is_stats}
         if values is None:  # no critic, or a separate one: the actor steps on its own loss
             self._step(actor_opt, pg_loss)
             if self.critic is None:

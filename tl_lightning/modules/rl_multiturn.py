@@ -24,10 +24,16 @@ from torch import Tensor
 
 from tl_lightning.data.cases import MultiTurnTask
 from tl_lightning.data.templates import get_template
-from tl_lightning.modules.rl_base import RLModule
+from tl_lightning.modules.rl_base import Collected, RLModule
 from tl_lightning.ranges import check_ranges
-from tl_lightning.rl import Rollout, hf_policy
-from tl_lightning.rl.episodes import EpisodeSettings, EpisodeTrace, episode_tensors, run_episodes
+from tl_lightning.rl import Rollout
+from tl_lightning.rl.episodes import (
+    EpisodeSettings,
+    EpisodeTrace,
+    episode_logprobs,
+    episode_tensors,
+    run_episodes,
+)
 
 __all__ = ["TLMultiTurnRLModule"]
 
@@ -61,19 +67,15 @@ class TLMultiTurnRLModule(RLModule):
         )
 
     def play(self, tasks: Sequence[MultiTurnTask], greedy: bool = False) -> list[EpisodeTrace]:
-        hp = self.hparams
-        policy = hf_policy(
-            self.actor, self.tokenizer, max_new_tokens=hp.max_new_tokens, sample=hp.do_sample and not greedy,
-            temperature=hp.temperature, top_p=hp.top_p, top_k=hp.top_k, stop_strings=[self.template.end_of_turn(self.tokenizer)],
-            use_cache=hp.use_cache,
-        )
+        policy = self.policy(greedy, stop_strings=[self.template.end_of_turn(self.tokenizer)])
         return run_episodes(policy, self.tokenizer, self.template, tasks, self.settings, seed=self._rollout_seed())
 
-    def collect(self, tasks: list[MultiTurnTask]) -> tuple[Tensor, Tensor, Tensor, Tensor, list[str], Any]:
+    def collect(self, tasks: list[MultiTurnTask]) -> Collected:
         traces = self.play(tasks)
         sequences, attention_mask, response_mask, scores = episode_tensors(traces, self.tokenizer.pad_token_id or 0)
         texts = [t.result.turns[-1].output if t.result.turns else "" for t in traces]
-        return sequences.to(self.device), attention_mask.to(self.device), response_mask, scores, texts, traces
+        return Collected(sequences.to(self.device), attention_mask.to(self.device), response_mask, scores, texts, traces,
+                         episode_logprobs(traces))
 
     def train_logs(self, info: list[EpisodeTrace], rollout: Rollout, returns: Tensor) -> dict[str, Tensor]:
         mask = rollout.response_mask

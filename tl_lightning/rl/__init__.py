@@ -44,7 +44,7 @@ from tl_lightning.rl.losses import (
 from tl_lightning.rl.rollout import (
     Policy,
     Rollout,
-    hf_policy,
+    engine_policy,
     policy_forward,
     score_rollout,
     scores_at_last_token,
@@ -71,7 +71,7 @@ __all__ = [
     "compute_advantages",
     "gae",
     "group_advantages",
-    "hf_policy",
+    "engine_policy",
     "k3_kl",
     "kl_penalty",
     "masked_mean",

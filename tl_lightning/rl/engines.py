@@ -266,12 +266,10 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def check_engine_settings(rollout_engine: str, vllm: Mapping[str, Any] | None, tis_cap: float | None) -> VLLMSettings:
+def check_engine_settings(rollout_engine: str, vllm: Mapping[str, Any] | None) -> VLLMSettings:
     """The RL modules' engine arguments checked at construction (before any model loads); the vLLM settings."""
     if rollout_engine not in ENGINES:
         raise ValueError(f"rollout_engine must be one of {ENGINES}, got {rollout_engine!r}")
-    if tis_cap is not None and tis_cap < 1:
-        raise ValueError(f"tis_cap must be >= 1 or None (a weight cap below 1 would shrink every token), got {tis_cap!r}")
     return VLLMSettings.from_dict(vllm)
 
 
@@ -311,7 +309,8 @@ def tis_weights(trainer_logprobs: Tensor, sampling_logprobs: Tensor, mask: Tenso
 
 class RolloutEngineHooks:
     """The RL modules' side of the seam, mixed in before ``LightningModule``. It reads the module's ``actor``,
-    ``tokenizer``, ``vllm_settings`` and hparams ``rollout_engine``, ``use_cache``, ``tis_cap``.
+    ``tokenizer``, ``vllm_settings`` and hparams ``rollout_engine``, ``use_cache``, ``tis_cap``; the module
+    generates through :attr:`engine`.
 
     The engine is built once per fit (``on_fit_start``: after the strategy placed and wrapped the actor),
     synced after every ``sync_every`` training steps and before validation when stale, and closed after the
@@ -372,19 +371,3 @@ class RolloutEngineHooks:
             return None, {}
         w = tis_weights(logprobs, sampling_logprobs, mask, cap)
         return w, {"tis_weight": masked_mean(w, mask), "tis_capped": masked_mean((w >= cap).float(), mask)}
-
-    def rollout_generate(
-        self, prompt_ids: Sequence[Sequence[int]], sample: bool, stop_token_ids: Sequence[int] | None,
-        stop_strings: Sequence[str] | None, seed: int | None = None, logprobs: bool = True,
-    ) -> GenerationOutput:
-        """One turn for each row of prompt ids through the engine, with the module's generation settings.
-
-        The HF engine gets its sampling log-probs from every step's scores, which it then holds (B x T x V): it is
-        asked for them only where they are used, for ``tis_cap``; vLLM's come at no cost and feed the mismatch logs.
-        """
-        hp = self.hparams
-        logprobs = logprobs and (hp.rollout_engine != "hf" or hp.tis_cap is not None)
-        return self.engine.generate(prompt_ids, SamplingSettings(
-            hp.max_new_tokens, sample, hp.temperature, hp.top_p, hp.top_k,
-            None if stop_token_ids is None else tuple(stop_token_ids), tuple(stop_strings or ()) or None, seed, logprobs,
-        ))

@@ -2,6 +2,7 @@
 
     traces = run_episodes(policy, tokenizer, template, tasks, EpisodeSettings(max_turns=9))
     sequences, attention_mask, response_mask, scores = episode_tensors(traces, pad_id)   # -> score_rollout
+    sampling_logprobs = episode_logprobs(traces)          # the engine's log-probs of the sampled ids, if it gave them
 
 The loop (one :class:`~tl_lightning.evaluation.multiturn.Episode` per task, the evaluation's own rules and
 environment): the policy generates a turn for every unfinished episode at once -> its text is parsed and
@@ -36,7 +37,7 @@ from tl_lightning.generation import tokenize_prompts
 from tl_lightning.rl.rewards import turn_reward
 from tl_lightning.rl.rollout import Policy
 
-__all__ = ["EpisodeSettings", "EpisodeTrace", "episode_tensors", "observation_text", "run_episodes"]
+__all__ = ["EpisodeSettings", "EpisodeTrace", "episode_logprobs", "episode_tensors", "observation_text", "run_episodes"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class EpisodeTrace:
 
     - ``prompt_ids``: the first prompt (template-rendered, tokenised once, with BOS).
     - ``ids`` / ``sampled``: the episode's ids and a 0/1 list of the same length, 1 where the policy sampled the id.
+    - ``logprobs``: the same length, the sampler's log-prob of each sampled id (0 on observations); None once a
+      turn came without them.
     - ``rewards``: ``(index into ids, reward)``, each at a turn's last sampled id.
     - ``components``: the summed rewards by kind (``calls``, ``success``, ``max_turns``).
     """
@@ -65,14 +68,19 @@ class EpisodeTrace:
     prompt_ids: list[int]
     ids: list[int] = field(default_factory=list)
     sampled: list[int] = field(default_factory=list)
+    logprobs: list[float] | None = field(default_factory=list)
     rewards: list[tuple[int, float]] = field(default_factory=list)
     components: dict[str, float] = field(default_factory=lambda: {"calls": 0.0, "success": 0.0, "max_turns": 0.0})
     truncated: bool = False
     result: EpisodeResult | None = None
 
-    def append(self, ids: Sequence[int], sampled: bool) -> None:
+    def append(self, ids: Sequence[int], sampled: bool, logprobs: Sequence[float] | None = None) -> None:
         self.ids += list(ids)
         self.sampled += [int(sampled)] * len(ids)
+        if self.logprobs is None or (sampled and logprobs is None):
+            self.logprobs = None  # one turn without them: the episode has none
+        else:
+            self.logprobs += list(logprobs) if sampled else [0.0] * len(ids)
 
     def reward_last_sampled(self, value: float, kind: str) -> None:
         last = max(i for i, s in enumerate(self.sampled) if s)
@@ -105,7 +113,8 @@ def run_episodes(
         for row, i in enumerate(active):
             trace, episode = traces[i], episodes[i]
             n = int(out.response_mask[row].sum())
-            trace.append(out.responses[row, :n].tolist(), sampled=True)  # the stop token included: it is trained
+            logprobs = None if out.logprobs is None else out.logprobs[row, :n].tolist()
+            trace.append(out.responses[row, :n].tolist(), sampled=True, logprobs=logprobs)  # the stop token included: it is trained
             record = episode.step(out.texts[row])
             trace.reward_last_sampled(turn_reward(record.categories, settings.category_rewards), "calls")
             if episode.done:
@@ -147,3 +156,14 @@ def episode_tensors(traces: Sequence[EpisodeTrace], pad_id: int) -> tuple[Tensor
         for index, reward in t.rewards:
             scores[b, index] += reward
     return seq, attn, mask, scores
+
+
+def episode_logprobs(traces: Sequence[EpisodeTrace]) -> Tensor | None:
+    """[B, T] float, the sampler's log-probs of the sampled ids, aligned with :func:`episode_tensors`'s
+    ``response_mask`` (0 on observations and padding); None unless every trace has them."""
+    if any(t.logprobs is None for t in traces):
+        return None
+    out = torch.zeros(len(traces), max(len(t.ids) for t in traces))
+    for b, t in enumerate(traces):
+        out[b, : len(t.logprobs)] = torch.tensor(t.logprobs, dtype=torch.float32)
+    return out

@@ -159,14 +159,16 @@ RATIOS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"token": _token_log_rat
 def policy_loss(
     logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, clip_low: float = 0.2,
     clip_high: float | None = None, loss_agg: LossAgg = "token_mean", ratio_level: RatioLevel = "token",
-    ref_logprobs: Tensor | None = None, kl_coef: float = 0.0, norm: float | None = None,
+    ref_logprobs: Tensor | None = None, kl_coef: float = 0.0, norm: float | None = None, is_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped surrogate ``max(-A r, -A clip(r, 1 - clip_low, 1 + clip_high))``, aggregated by ``loss_agg``.
 
     All tensors [B, T]. ``r = exp(log_ratio)`` with the log-ratio of ``ratio_level`` (:data:`RATIOS`).
     ``clip_high`` (None: ``clip_low``) above ``clip_low`` is DAPO's clip-higher. With ``ref_logprobs`` and
     ``kl_coef > 0``, ``kl_coef *`` :func:`k3_kl` is added per token before aggregation (KL as a loss, GRPO's
-    way). With the defaults this is PPO's ``mean(max(-A r, -A clip(r, 1 - c, 1 + c)))`` over the batch's tokens.
+    way). ``is_weights`` [B, T] (truncated importance sampling, :func:`~tl_lightning.rl.engines.tis_weights`)
+    scale each token's surrogate, not its KL term. With the defaults this is PPO's
+    ``mean(max(-A r, -A clip(r, 1 - c, 1 + c)))`` over the batch's tokens.
 
     Stats (detached): ``clipfrac`` (share of tokens where the clipped term won), ``approx_kl``
     (``0.5 * mean(log_ratio^2)`` of the ratio used, as TRL logs it), ``ratio`` (mean), and ``kl_k3``.
@@ -177,6 +179,8 @@ def policy_loss(
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + high)
     per_token = torch.maximum(unclipped, clipped)
+    if is_weights is not None:
+        per_token = per_token * is_weights
     stats = {}
     if ref_logprobs is not None and kl_coef > 0:
         kl = k3_kl(logprobs, ref_logprobs)

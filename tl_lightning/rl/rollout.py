@@ -3,28 +3,31 @@
 Single-step PPO/GRPO and multi-turn episodes build the same :class:`Rollout`: the ids the policy sampled
 (never re-tokenised), where the environment's rewards fall, and the log-probs and values the update needs::
 
-    policy = hf_policy(actor, tokenizer, max_new_tokens=48, sample=True, stop_strings=["</s>"])
+    policy = engine_policy(HFEngine(actor, tokenizer), SamplingSettings(max_new_tokens=48, do_sample=True, stop_strings=("</s>",)))
     out = policy(prompt_ids, seed)                       # GenerationOutput: [B, P+T] ids, [B, T] response mask
     rollout = score_rollout(actor, reference, critic, out.sequences, out.attention_mask, out.response_mask,
                             scores_at_last_token(rewards, out.response_mask), out.texts, temperature=1.0)
 
-The generation engine is a :data:`Policy`: prompt token ids in, completion ids and their mask out. Anything
-that honours that contract (Hugging Face ``generate`` here; a serving engine that returns the sampled ids
-and their sampling log-probs) slots in without touching scoring, advantages or the update.
+The generation engine is a :data:`Policy`: prompt token ids in, completion ids and their mask out (and, from
+a serving engine, the log-probs it sampled them with). The RL modules build theirs on a rollout engine
+(:mod:`~tl_lightning.rl.engines`: Hugging Face ``generate`` or colocated vLLM); anything that honours the
+contract slots in without touching scoring, advantages or the update.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
-from tl_lightning.generation import GenerationOutput, generate, sequence_logprobs
+from tl_lightning.generation import GenerationOutput, sequence_logprobs
+from tl_lightning.rl.engines import RolloutEngine, SamplingSettings
 
-__all__ = ["Policy", "Rollout", "hf_policy", "policy_forward", "score_rollout", "scores_at_last_token"]
+__all__ = ["Policy", "Rollout", "engine_policy", "policy_forward", "score_rollout", "scores_at_last_token"]
 
 #: ``policy(prompt_ids, seed) -> GenerationOutput``: one continuation (a response, or one turn of an episode)
 #: of each row of prompt token ids, stopping at the end of the turn; ``seed`` None samples from the global RNG.
@@ -47,6 +50,9 @@ class Rollout:
       frozen reference; 0 off the response mask.
     - ``values``: [B, T] float32, critic values of the states before each token; 0 off the mask and without a critic.
     - ``texts``: B decoded texts (a response; an episode's last turn), for logs.
+    - ``sampling_logprobs``: [B, T] float or None, the rollout engine's own log-probs of the sampled tokens
+      (the sampler's side of the sampler-trainer mismatch, :func:`~tl_lightning.rl.engines.sampler_mismatch`);
+      0 off the mask. None when the engine was not asked for them.
     """
 
     sequences: Tensor
@@ -57,6 +63,7 @@ class Rollout:
     ref_logprobs: Tensor
     values: Tensor
     texts: list[str]
+    sampling_logprobs: Tensor | None = None
 
     @property
     def response_start(self) -> int:
@@ -65,26 +72,18 @@ class Rollout:
 
     def select(self, index: Tensor) -> Rollout:
         """The rows ``index`` ([b] long), e.g. a minibatch."""
-        rows = index.tolist()
+        tensors = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "texts"}
         return Rollout(
-            **{f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "texts"},
-            texts=[self.texts[i] for i in rows],
+            **{k: None if v is None else v[index] for k, v in tensors.items()}, texts=[self.texts[i] for i in index.tolist()]
         )
 
 
-def hf_policy(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, max_new_tokens: int, sample: bool, temperature: float = 1.0,
-    top_p: float = 1.0, top_k: int = 0, stop_token_ids: Sequence[int] | None = None, stop_strings: Sequence[str] | None = None,
-    use_cache: bool = True,
-) -> Policy:
-    """A :data:`Policy` that generates with Hugging Face ``generate`` (greedy unless ``sample``)."""
+def engine_policy(engine: RolloutEngine, sampling: SamplingSettings) -> Policy:
+    """A :data:`Policy` that generates with a rollout engine (:mod:`~tl_lightning.rl.engines`): ``sampling``
+    for every call, the call's seed for the sampling draws (none when greedy)."""
 
     def policy(prompt_ids: list[list[int]], seed: int | None) -> GenerationOutput:
-        return generate(
-            model, tokenizer, [], prompt_ids=prompt_ids, max_new_tokens=max_new_tokens, do_sample=sample,
-            temperature=temperature, top_p=top_p, top_k=top_k, stop_token_ids=stop_token_ids,
-            stop_strings=list(stop_strings) if stop_strings else None, use_cache=use_cache, seed=seed if sample else None,
-        )
+        return engine.generate(prompt_ids, dataclasses.replace(sampling, seed=seed if sampling.do_sample else None))
 
     return policy
 
@@ -117,9 +116,10 @@ def policy_forward(
 @torch.no_grad()
 def score_rollout(
     actor: PreTrainedModel, reference: PreTrainedModel, critic: nn.Module | None, sequences: Tensor, attention_mask: Tensor,
-    response_mask: Tensor, scores: Tensor, texts: list[str], temperature: float = 1.0,
+    response_mask: Tensor, scores: Tensor, texts: list[str], temperature: float = 1.0, sampling_logprobs: Tensor | None = None,
 ) -> Rollout:
-    """Score sampled ids under the policy (in eval mode, as it acted), the reference and the critic: a :class:`Rollout`."""
+    """Score sampled ids under the policy (in eval mode, as it acted), the reference and the critic: a :class:`Rollout`.
+    ``sampling_logprobs`` [B, T] (the engine's, if it gave them) are kept alongside, masked."""
     start = sequences.shape[1] - response_mask.shape[1]
     was_training = actor.training
     actor.eval()
@@ -131,5 +131,6 @@ def score_rollout(
         actor.train(was_training)
     ref_logprobs = sequence_logprobs(reference, sequences, attention_mask, start, temperature=temperature)
     mask = response_mask.to(logprobs.dtype)
+    sampled = None if sampling_logprobs is None else torch.where(mask.bool(), sampling_logprobs.to(mask), 0.0)
     return Rollout(sequences, attention_mask, mask, scores.float() * mask, logprobs * mask, ref_logprobs * mask,
-                   values.float() * mask, list(texts))
+                   values.float() * mask, list(texts), sampled)
