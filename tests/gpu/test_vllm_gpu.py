@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 def test_vllm_engine_on_gpu_matches_the_trainer_and_follows_weight_syncs(tmp_path):
     pytest.importorskip("vllm")
     from tl_lightning.checkpoints import load_pretrained
-    from tl_lightning.rl.data import PromptDataModule
     from tl_lightning.generation import sequence_logprobs, tokenize_prompts
+    from tl_lightning.rl.data import PromptDataModule
     from tl_lightning.rl.engines import (
         HFEngine,
         SamplingSettings,

@@ -66,6 +66,14 @@ def test_multiturn_module_rejects_bad_turns():
         TLMultiTurnRLModule(tiny_config=TINY, max_context=1)
 
 
+def test_multiturn_module_passes_template_options_to_its_template():
+    module = TLMultiTurnRLModule(tiny_config=TINY, template="chat_template",
+                                 template_kwargs={"chat_template_kwargs": {"enable_thinking": False}})
+    assert module.template.chat_template_kwargs == {"enable_thinking": False}
+    with pytest.raises(TypeError, match="no_such_option"):
+        TLMultiTurnRLModule(tiny_config=TINY, template="python_sig", template_kwargs={"no_such_option": 1})
+
+
 def test_task_datamodule_batches_distinct_tasks(tasks):
     dm = TaskDataModule(train_path="quickstart:train_multi", batch_size=2, max_train_tasks=4)
     dm.setup("fit")

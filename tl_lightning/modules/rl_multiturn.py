@@ -44,6 +44,8 @@ class TLMultiTurnRLModule(RLModule):
     Args (besides :class:`~tl_lightning.modules.rl_base.RLModule`'s; ``max_new_tokens`` is per turn,
     ``category_rewards`` the per-call table):
         template: the template the SFT model was trained with; it renders the prompt and every observation.
+            ``template_kwargs``: its options, as the SFT data had them (e.g. ``{chat_template_kwargs:
+            {enable_thinking: false}}`` for Qwen3's ``chat_template``).
         max_turns: model turns per episode (ToolEyes: 9).
         max_context: an episode whose next turn would exceed this many tokens stops there (counted as truncated).
         success_bonus: added at the last generated token when the task's success check passes.
@@ -54,12 +56,14 @@ class TLMultiTurnRLModule(RLModule):
     time_keys = ("episodes", "score", "train")
 
     def __init__(
-        self, template: str = "python_sig", max_turns: int = 9, max_context: int = 2048, success_bonus: float = 2.0,
-        max_turns_penalty: float = -1.0, env_seed: int = 0, **kwargs: Any,
+        self, template: str = "python_sig", template_kwargs: dict[str, Any] | None = None, max_turns: int = 9,
+        max_context: int = 2048, success_bonus: float = 2.0, max_turns_penalty: float = -1.0, env_seed: int = 0,
+        **kwargs: Any,
     ) -> None:
         check_ranges("TLMultiTurnRLModule: ", {"max_turns": max_turns, "max_context": max_context})
+        renderer = get_template(template, **(template_kwargs or {}))  # an unknown name or option fails before loading
         super().__init__(**kwargs)
-        self.template = get_template(template)
+        self.template = renderer
         self.loss_norm = max_turns * self.hparams.max_new_tokens  # an episode's generation budget
         hp = self.hparams
         self.settings = EpisodeSettings(
