@@ -39,7 +39,7 @@ not fit in ``max_length`` ends the trajectory there). :func:`encode_trajectory` 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -123,29 +123,11 @@ def encode_trajectories(
     Yields, in order, one result per trajectory: the encoding, or the :class:`EncodeError` /
     :class:`TemplateError` that trajectory raised (so a caller can skip and count it).
     """
-    require_fast(tokenizer)
     template = get_template(template)
-    cats = None if error_categories is None else frozenset(FeedbackCategory(c) for c in error_categories)
-    trajs = list(trajs)
-    for lo in range(0, len(trajs), chunk_size):
-        chunk = trajs[lo : lo + chunk_size]
-        rendered: list[Rendered | Exception] = []
-        for traj in chunk:
-            try:
-                rendered.append(_render_checked(traj, tokenizer, template))
-            except (EncodeError, TemplateError) as e:
-                rendered.append(e)
-        texts = [r.text for r in rendered if isinstance(r, Rendered)]
-        tokens = iter(tokenize_batch_with_offsets(texts, tokenizer))
-        for traj, r in zip(chunk, rendered, strict=True):
-            if not isinstance(r, Rendered):
-                yield r
-                continue
-            ids, offsets = next(tokens)
-            try:
-                yield _assemble(traj, r, ids, offsets, max_length, cats)
-            except EncodeError as e:
-                yield e
+    whole = _encode_chunked(trajs, tokenizer, template, max_length, error_categories, chunk_size,
+                            lambda traj: [template.render(traj, tokenizer)])
+    for out in whole:
+        yield out if isinstance(out, Exception) else out[0]
 
 
 def encode_trajectory_sequences(
@@ -175,8 +157,19 @@ def encode_sequences(
 ) -> Iterator[list[EncodedTrajectory] | EncodeError | TemplateError]:
     """:func:`encode_trajectory_sequences` over many trajectories, tokenizing ``chunk_size`` trajectories' texts
     per call. Yields, in order, per trajectory its sequences or the error it raised."""
-    require_fast(tokenizer)
     template = get_template(template)
+    yield from _encode_chunked(trajs, tokenizer, template, max_length, error_categories, chunk_size,
+                               lambda traj: template.render_sequences(traj, tokenizer))
+
+
+def _encode_chunked(
+    trajs: Iterable[Trajectory], tokenizer, template: Template, max_length: int | None,
+    error_categories: Iterable[FeedbackCategory | str] | None, chunk_size: int,
+    render: Callable[[Trajectory], list[Rendered]],
+) -> Iterator[list[EncodedTrajectory] | EncodeError | TemplateError]:
+    """Per trajectory, the encodings of the sequences ``render`` gives it (or the error it raised), with
+    ``chunk_size`` trajectories' texts tokenized per call."""
+    require_fast(tokenizer)
     cats = None if error_categories is None else frozenset(FeedbackCategory(c) for c in error_categories)
     trajs = list(trajs)
     for lo in range(0, len(trajs), chunk_size):
@@ -185,7 +178,7 @@ def encode_sequences(
         for traj in chunk:
             try:
                 _check_readable(traj, tokenizer, template)
-                seqs = template.render_sequences(traj, tokenizer)
+                seqs = render(traj)
                 if not any(r.supervised for r in seqs):
                     raise EncodeError(f"trajectory {traj.id}: no supervised step (no tool call and no final answer)")
                 rendered.append(seqs)
