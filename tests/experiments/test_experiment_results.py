@@ -210,6 +210,20 @@ def test_each_error_rate_is_compared_with_standard_sft_at_that_rate(tmp_path):
     assert math.isnan(float(rows["error_rate=0.35: +MAE"]["TS_std"] or "nan"))  # one seed: no standard deviation
 
 
+def test_a_flag_the_grid_keeps_on_stays_on_in_the_baseline(tmp_path):
+    """The sub-word PKT grid keeps MAE on and varies PKT: +MAE +PKT is compared with +MAE, not with a Standard SFT
+    the grid never ran."""
+    pkt = {"use_mae": True, "use_pkt": True, "irm": False}
+    cells = [make_cell(tmp_path, f"{name}{seed}", setting, seed, ts, [(1, 0, True)])
+             for seed in (0, 1) for name, setting, ts in (("m", MAE, [1, 0, 0, 0]), ("p", pkt, [1, 1, 1, 0]))]
+    md, csv_path = write_results(cells, tmp_path / "out", n_boot=100)
+    rows = {r["label"]: r for r in csv.DictReader(open(csv_path))}
+    assert list(rows) == ["+MAE", "+MAE +PKT"]
+    assert rows["+MAE +PKT"]["n_pairs"] == "2" and float(rows["+MAE +PKT"]["TS_diff"]) == 50.0
+    assert rows["+MAE"]["TS_diff"] == ""  # the baseline itself
+    assert "## Paired difference from +MAE:" in md.read_text() and "Standard SFT" not in md.read_text()
+
+
 def test_labels_follow_table_5():
     assert setting_label(SFT) == "Standard SFT"
     assert setting_label({"use_mae": True, "use_pkt": True, "irm": True}) == "+MAE +PKT +IRM"

@@ -11,8 +11,9 @@ and the rate of each IRM outcome group on ``synthetic_single`` (:data:`OUTCOME_G
 hallucinated parameter, redundancy/missing, wrong values, correct), each as mean ± sample standard deviation over
 seeds. ``runs.csv`` holds the same numbers per (setting, seed).
 
-For each setting, the paired difference from its baseline (the same setting with MAE, PKT and IRM off, i.e.
-Standard SFT at the same error rate), seeds matched by seed number, with two 95% percentile-bootstrap intervals:
+For each setting, the paired difference from its baseline (the same setting with every method flag that the grid
+varies turned off: Standard SFT at the same error rate; ``+MAE`` in a grid that keeps MAE on and varies PKT), seeds
+matched by seed number, with two 95% percentile-bootstrap intervals:
 
 - **seeds and cases** (the headline, :func:`two_level_bootstrap`): each replicate resamples the seed pairs with
   replacement and, independently, the test cases; every drawn pair is scored on that one case resample (the test
@@ -133,8 +134,9 @@ def _key(setting: dict[str, Any]) -> tuple:
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in setting.items()))
 
 
-def _baseline(setting: dict[str, Any]) -> dict[str, Any]:
-    return {**setting, **{f: False for f in METHOD_FLAGS if f in setting}}
+def _baseline(setting: dict[str, Any], flags: Iterable[str] = METHOD_FLAGS) -> dict[str, Any]:
+    """The setting with ``flags`` (the method flags the grid varies) off; a flag the grid holds fixed stays."""
+    return {**setting, **{f: False for f in flags if f in setting}}
 
 
 def setting_label(setting: dict[str, Any], varying: Iterable[str] = ()) -> str:
@@ -173,14 +175,17 @@ def summarize(evaluations: Sequence[Evaluation], n_boot: int = 2000, seed: int =
         runs[e.seed] = e
     keys = {k for e in evaluations for k in e.setting}
     varying = {k for k in keys if len({json.dumps(e.setting.get(k)) for e in evaluations}) > 1}
+    compared = [f for f in METHOD_FLAGS if f in varying]
     rows = []
     for key in sorted(groups, key=lambda k: _order(dict(next(iter(groups[k].values())).setting))):
         runs = groups[key]
         setting = next(iter(runs.values())).setting
-        base_runs = groups.get(_key(_baseline(setting)), {})
-        pairs = sorted(set(runs) & set(base_runs), key=_sortable) if _key(_baseline(setting)) != key else []
+        baseline = _baseline(setting, compared)
+        base_runs = groups.get(_key(baseline), {})
+        pairs = sorted(set(runs) & set(base_runs), key=_sortable) if _key(baseline) != key else []
         row: dict[str, Any] = {"label": setting_label(setting, varying), "setting": setting, "seeds": sorted(runs, key=_sortable),
-                               "n_pairs": len(pairs), "incomplete": sum(not e.complete for e in runs.values())}
+                               "n_pairs": len(pairs), "incomplete": sum(not e.complete for e in runs.values()),
+                               "baseline": setting_label({f: baseline.get(f) for f in METHOD_FLAGS})}
         for test_set in ("synthetic_single", "synthetic_multi"):
             sizes = {len(e.reports[test_set].get("cases") or []) for e in runs.values() if test_set in e.reports}
             row[f"n_{test_set}"] = sizes.pop() if len(sizes) == 1 else None
@@ -235,13 +240,15 @@ def _markdown(rows: list[dict[str, Any]], n_boot: int, seed: int) -> str:
 
     headline, outcomes = present(_HEADLINE), present(_OUTCOMES)
     paired = [r for r in rows if r["n_pairs"]]
+    bases = {r["baseline"] for r in paired}
+    base = bases.pop() if len(bases) == 1 else "its baseline"  # Standard SFT, or +MAE where the grid keeps MAE on
     lines = ["# Ablation results", "",
              "Mean ± sample standard deviation over the seeds named. TS/PI/CF: % of `synthetic_single` cases; DE/CE: % of "
              "`synthetic_multi` calls; VA, success: % of `synthetic_multi` tasks." + _sizes(rows), "",
              *table(headline, "{mean} ± {std}", rows, "seeds")]
     if paired:
-        lines += ["", "## Paired difference from Standard SFT: interval over seeds and test cases", "",
-                  "Setting minus Standard SFT (same other settings), averaged over seeds matched by seed number. 95% "
+        lines += ["", f"## Paired difference from {base}: interval over seeds and test cases", "",
+                  f"Setting minus {base} (same other settings), averaged over seeds matched by seed number. 95% "
                   f"two-level percentile bootstrap ({n_boot} resamples, seed {seed}): each resample draws the seed pairs "
                   "with replacement and the test cases with replacement (one case resample shared by the drawn pairs), "
                   "so the interval includes seed-to-seed variance.", "",
@@ -253,7 +260,7 @@ def _markdown(rows: list[dict[str, Any]], n_boot: int, seed: int) -> str:
                   "missing argument, no hallucination), mean ± standard deviation over seeds.", "",
                   *table(outcomes, "{mean} ± {std}", rows, "seeds")]
         if paired:
-            lines += ["", "Paired difference from Standard SFT, interval over seeds and cases as above:", "",
+            lines += ["", f"Paired difference from {base}, interval over seeds and cases as above:", "",
                       *table(outcomes, "{diff} [{lo}, {hi}]", paired, "pairs")]
     if paired:
         lines += ["", "## Per-case paired difference (test-set noise only)", "",
