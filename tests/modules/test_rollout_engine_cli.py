@@ -46,7 +46,8 @@ def _sft_export(workdir: Path) -> Path:
 
 
 class RolloutRecorder(Callback):
-    """Passed by class path to the CLI run: wraps the module's rollout and writes what each step's looked like."""
+    """Passed by class path to the CLI run: wraps the module's update, which every step hands its scored rollout,
+    and writes what each step's rollout looked like."""
 
     def __init__(self, out: str) -> None:
         self.out, self.steps = out, []
