@@ -16,18 +16,12 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 from test_ppo_cli import _run
+from test_ppo_grpo_cli import QUICK as GRPO_QUICK  # the GRPO quick start cut to 2 steps
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 ENGINES = ["hf", pytest.param("vllm", marks=pytest.mark.skipif(not HAS_VLLM, reason="vLLM is not installed (see .ci/run)"))]
 #: on the CPU build of vLLM gpu_memory_utilization is a share of host RAM: give the KV cache an exact size instead
 VLLM = '{kv_cache_memory_bytes: 134217728, enforce_eager: true}'
-GRPO_QUICK = [
-    "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.val_check_interval", "2",
-    "--trainer.num_sanity_val_steps", "0", "--trainer.max_time", "null",
-    "--model.init_args.max_new_tokens", "6", "--model.init_args.group_size", "2",
-    "--data.init_args.batch_size", "2", "--data.init_args.val_batch_size", "2",
-    "--data.init_args.max_train_prompts", "8", "--data.init_args.max_val_prompts", "4",
-]
 MULTI_QUICK = [
     "--trainer.limit_train_batches", "2", "--trainer.max_time", "null",
     "--model.init_args.max_new_tokens", "4", "--model.init_args.max_turns", "2", "--model.init_args.group_size", "2",
