@@ -6,6 +6,9 @@
     # 2. the error-rate grid's 0.17 cells train on a file byte-identical to the main grid's training split, with the
     #    same seeds: their Standard SFT and +MAE numbers must equal the main grid's, cell for cell
     python results/2026-12-06/ablation/check_reproduction.py --pairs
+    # 3. the recipe comparison's long runs (`cell` with configs/quickstart.yaml and overrides, run_recipe.sh) are the
+    #    configuration that became configs/small.yaml: they must equal the main grid's +MAE +PKT SFT, seeds 0 and 1
+    python results/2026-12-06/ablation/check_reproduction.py --recipe
 
 Exit status 0 when every compared number is equal (to the 4 decimals of the CSVs), 1 otherwise.
 """
@@ -61,7 +64,9 @@ def rerun(cell: Path) -> bool:
 
 def pairs() -> bool:
     main = {(r["use_mae"], r["seed"]): r for r in committed("ablation") if r["use_pkt"] == "False" and r["irm"] == "False"}
-    rates = [r for r in committed("error_rate") if r.get("error_rate") == "0.17"]
+    # borrowed-* rows are the main grid's own evaluations (export.py): comparing them would compare a run with itself
+    rates = [r for r in committed("error_rate")
+             if r.get("error_rate") == "0.17" and not Path(r["cell"]).name.startswith("borrowed-")]
     if not rates:
         print("no error_rate 0.17 cells committed yet")
         return False
@@ -73,18 +78,30 @@ def pairs() -> bool:
     return ok
 
 
+def recipe() -> bool:
+    main = {r["seed"]: r for r in committed("ablation") if r["label"] == "+MAE +PKT"}
+    ok = True
+    for r in committed("recipe"):
+        if Path(r["cell"]).name.startswith("long_s") and r["seed"] in main:
+            ok &= compare(f"recipe {Path(r['cell']).name} vs main grid +MAE +PKT seed {r['seed']}", metrics(main[r["seed"]]), metrics(r))
+    return ok
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rerun", type=Path, help="a cell folder rerun with `sweep ... --only`")
     p.add_argument("--pairs", action="store_true", help="compare the error-rate grid's 0.17 cells with the main grid's")
+    p.add_argument("--recipe", action="store_true", help="compare the recipe's long runs with the main grid's +MAE +PKT")
     args = p.parse_args()
     ok = True
     if args.rerun:
         ok &= rerun(args.rerun)
     if args.pairs:
         ok &= pairs()
-    if not (args.rerun or args.pairs):
-        p.error("give --rerun CELL and/or --pairs")
+    if args.recipe:
+        ok &= recipe()
+    if not (args.rerun or args.pairs or args.recipe):
+        p.error("give --rerun CELL, --pairs and/or --recipe")
     print(json.dumps({"reproduced": bool(ok)}))
     return 0 if ok else 1
 
