@@ -77,6 +77,17 @@ def quickstart_data() -> Path:
 
 
 @pytest.fixture
+def small_data(tmp_path) -> tuple[Path, Path]:
+    """The first 16 training and 4 validation trajectories of the quick-start set: (train.jsonl, val.jsonl)."""
+    from tl_lightning.data.paths import resolve_data_path
+
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_text("".join(resolve_data_path("quickstart").read_text().splitlines(keepends=True)[:16]))
+    val.write_text("".join(resolve_data_path("quickstart:val").read_text().splitlines(keepends=True)[:4]))
+    return train, val
+
+
+@pytest.fixture
 def one_thread():
     """Tiny matrices: one thread is faster than two fighting over shared cores (and makes runs reproducible)."""
     import torch

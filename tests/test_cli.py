@@ -124,16 +124,6 @@ def test_fit_writes_config_and_tokenizer_into_the_checkpoint(config, tmp_path):
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 
 
-@pytest.fixture
-def small_data(tmp_path):
-    from tl_lightning.data.paths import resolve_data_path
-
-    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
-    train.write_text("".join(resolve_data_path("quickstart").read_text().splitlines(keepends=True)[:16]))
-    val.write_text("".join(resolve_data_path("quickstart:val").read_text().splitlines(keepends=True)[:4]))
-    return train, val
-
-
 def _quickstart_args(root, small_data, *extra):
     train, val = small_data
     return ["fit", "--config", str(QUICKSTART), f"--trainer.default_root_dir={root}", "--trainer.max_steps=2",

@@ -35,16 +35,6 @@ def _no_pytest_argv(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["tl-lightning"])
 
 
-@pytest.fixture
-def small_data(tmp_path):
-    from tl_lightning.data.paths import resolve_data_path
-
-    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
-    train.write_text("".join(resolve_data_path("quickstart").read_text().splitlines(keepends=True)[:16]))
-    val.write_text("".join(resolve_data_path("quickstart:val").read_text().splitlines(keepends=True)[:4]))
-    return train, val
-
-
 def _fit_args(root: Path, small_data, *extra: str, tiny: bool = True) -> list[str]:
     train, val = small_data
     model = [f"--model.init_args.tiny_config={json.dumps(TINY)}"] if tiny else []

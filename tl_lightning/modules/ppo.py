@@ -23,7 +23,7 @@ from torchmetrics import MeanMetric
 from tl_lightning.generation import tokenize_prompts
 from tl_lightning.modules.rl_base import Collected, RLModule
 from tl_lightning.ranges import check_ranges, choose
-from tl_lightning.rl import Rollout, masked_mean, score_rollout, scores_at_last_token
+from tl_lightning.rl import Rollout, masked_mean, scores_at_last_token
 from tl_lightning.rl.data import PromptRecord
 from tl_lightning.rl.rewards import REWARD_SOURCES, RewardSourceName, score_texts
 
@@ -73,9 +73,7 @@ class TLPPOModule(RLModule):
 
     def rollout(self, records: Sequence[PromptRecord], greedy: bool = False) -> Rollout:
         """One response per prompt, rewarded and scored under the policy, reference and critic (all detached)."""
-        c = self.collect(list(records), greedy)
-        return score_rollout(self.actor, self.reference, self.critic, c.sequences, c.attention_mask, c.response_mask, c.scores,
-                             c.texts, temperature=1.0 if greedy else self._train_temperature, sampling_logprobs=c.sampling_logprobs)
+        return self.score(self.collect(list(records), greedy), 1.0 if greedy else self._train_temperature)
 
     def train_logs(self, info: Any, rollout: Rollout, returns: Tensor) -> dict[str, Tensor]:
         rewards, outcomes = info

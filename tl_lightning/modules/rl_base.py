@@ -209,6 +209,15 @@ class RLModule(RolloutEngineHooks, TokenizerCheckpointMixin, LightningModule):
         )
         return engine_policy(self.engine, sampling)
 
+    def score(self, c: Collected, temperature: float) -> Rollout:
+        """The collected samples scored under the actor (at ``temperature``), the reference and the critic, all
+        detached, with the collected rewards and sampler log-probs moved to the module's device."""
+        return score_rollout(
+            self.actor, self.reference, self.critic, c.sequences, c.attention_mask, c.response_mask.to(self.device),
+            c.scores.to(self.device), c.texts, temperature=temperature,
+            sampling_logprobs=None if c.sampling_logprobs is None else c.sampling_logprobs.to(self.device),
+        )
+
     def train_logs(self, info: Any, rollout: Rollout, returns: Tensor) -> dict[str, Tensor]:
         """The subclass's own ``train/...`` values for a step (0-dim tensors)."""
         raise NotImplementedError
@@ -219,11 +228,7 @@ class RLModule(RolloutEngineHooks, TokenizerCheckpointMixin, LightningModule):
         items = [x for x in batch for _ in range(g)] if g > 1 else list(batch)  # each group's G samples in a row
         c = self.collect(items)
         t1 = time.perf_counter()
-        rollout = score_rollout(
-            self.actor, self.reference, self.critic, c.sequences, c.attention_mask, c.response_mask.to(self.device),
-            c.scores.to(self.device), c.texts, temperature=self._train_temperature,
-            sampling_logprobs=None if c.sampling_logprobs is None else c.sampling_logprobs.to(self.device),
-        )
+        rollout = self.score(c, self._train_temperature)
         t2 = time.perf_counter()
         stats, returns = self.update(rollout)
         t3 = time.perf_counter()
