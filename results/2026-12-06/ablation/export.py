@@ -2,7 +2,8 @@
 
     python results/2026-12-06/ablation/export.py --runs ../grid/runs --out results/2026-12-06/ablation
 
-For each grid folder under ``--runs`` that exists (``ablation``, ``error_rate``, ``pkt_subword``, ``recipe``), writes
+For each grid folder under ``--runs`` that exists (``ablation``, ``error_rate``, ``pkt_subword``, ``recipe``, and
+``again``: main-grid cells rerun for ``check_reproduction.py --rerun``), writes
 ``<out>/<grid>/``: ``results.md``, ``results.csv`` and ``runs.csv`` (``tl_lightning.experiments.results``, from the
 cells' ``report.json`` files, so intervals are computed from per-case outcomes), ``key_nll.csv`` (the key-token NLL
 curve of every SFT run, from its ``metrics.csv``) and ``cells/<cell>/``: ``cell.json``, ``timings.json`` and the
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from tl_lightning.experiments.results import write_results
 
-GRIDS = ("ablation", "error_rate", "pkt_subword", "recipe")
+GRIDS = ("ablation", "error_rate", "pkt_subword", "recipe", "again")
 #: grid -> (the grid it borrows from, the training error rate at which the two grids train on the same file)
 BORROW = {"error_rate": ("ablation", 0.17)}
 
