@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -46,11 +47,11 @@ def compare(name: str, a: dict[str, float], b: dict[str, float]) -> bool:
 def rerun(cell: Path) -> bool:
     from tl_lightning.experiments.results import write_results
 
-    out = cell.parent / f".{cell.name}-table"
-    write_results([cell], out, n_boot=10)
+    with tempfile.TemporaryDirectory() as out:
+        write_results([cell], out, n_boot=10)
+        with open(Path(out) / "runs.csv", newline="", encoding="utf-8") as f:
+            new = list(csv.DictReader(f))
     ok = True
-    with open(out / "runs.csv", newline="", encoding="utf-8") as f:
-        new = list(csv.DictReader(f))
     old = {(r["label"], r["seed"]): r for r in committed("ablation")}
     for row in new:
         key = (row["label"], row["seed"])
