@@ -21,9 +21,9 @@ from tl_lightning.data.schema import FeedbackCategory as C
 from tl_lightning.data.schema import ToolCall
 from tl_lightning.synthetic import ensure_quickstart_data
 from tl_lightning.synthetic import generator as synthetic
+from tl_lightning.synthetic.pools import POOLS, split_pool
 from tl_lightning.synthetic.scenario_run import ERROR_KINDS, default_tools, family, siblings
 from tl_lightning.synthetic.scenarios import base, office, personal
-from tl_lightning.synthetic.scenarios.base import POOLS, split_pool
 from tl_lightning.tools.sandbox import Sandbox
 from tl_lightning.tools.tasks import check_success
 from tl_lightning.tools.toolkits._common import CITIES

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tl_lightning.data.schema import Step, Tool, ToolCall
-from tl_lightning.synthetic.scenarios.base import POOLS, split_pool
+from tl_lightning.synthetic.pools import POOLS, split_pool
 from tl_lightning.tools.sandbox import Sandbox
 
 __all__ = ["ERROR_KINDS", "NotApplicable", "ScenarioError", "ScenarioRun", "default_tools", "family", "siblings"]
