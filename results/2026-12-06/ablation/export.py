@@ -5,8 +5,8 @@
 For each grid folder under ``--runs`` that exists (``ablation``, ``error_rate``, ``pkt_subword``, ``recipe``, and
 ``again``: main-grid cells rerun for ``check_reproduction.py --rerun``), writes
 ``<out>/<grid>/``: ``results.md``, ``results.csv`` and ``runs.csv`` (``tl_lightning.experiments.results``, from the
-cells' ``report.json`` files, so intervals are computed from per-case outcomes), ``key_nll.csv`` (the key-token NLL
-curve of every SFT run, from its ``metrics.csv``) and ``cells/<cell>/``: ``cell.json``, ``timings.json`` and the
+cells' ``report.json`` files, so intervals are computed from per-case outcomes), ``key_nll.csv`` (the key-token and
+non-key-token NLL curves of every SFT run, from its ``metrics.csv``) and ``cells/<cell>/``: ``cell.json``, ``timings.json`` and the
 ``report.json`` of every evaluation (~0.3 MB a cell: the per-case outcomes the intervals resample). A session that
 resumes the grid copies ``cells/*`` back into ``runs/<grid>/`` first, so the finished cells are not run again.
 
@@ -40,9 +40,10 @@ def key_nll_rows(cell: Path) -> list[dict]:
     with open(log, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             for split in ("train", "val"):
-                value = row.get(f"{split}/key_nll")
+                value, other = row.get(f"{split}/key_nll"), row.get(f"{split}/nonkey_nll")
                 if value:
-                    rows.append({"cell": cell.name, "step": int(row["step"]), "split": split, "key_nll": float(value)})
+                    rows.append({"cell": cell.name, "step": int(row["step"]), "split": split, "key_nll": float(value),
+                                 "nonkey_nll": float(other) if other else ""})
     return rows
 
 
@@ -108,7 +109,7 @@ def export(grid: Path, out: Path, n_boot: int) -> int:
     # The tables come from the copied cells, so that they are exactly what the committed folder can rebuild.
     write_results(sorted(p.parent for p in out.glob("cells/*/cell.json")), out, n_boot=n_boot)
     with open(out / "key_nll.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["cell", "step", "split", "key_nll"])
+        writer = csv.DictWriter(f, fieldnames=["cell", "step", "split", "key_nll", "nonkey_nll"])
         writer.writeheader()
         writer.writerows(curves)
     # runs.csv names each cell by its folder in the grid; point it at the copied cell.json instead.
