@@ -224,6 +224,25 @@ def test_a_flag_the_grid_keeps_on_stays_on_in_the_baseline(tmp_path):
     assert "## Paired difference from +MAE:" in md.read_text() and "Standard SFT" not in md.read_text()
 
 
+def test_a_borrowed_run_counts_as_its_seed_and_is_named_in_the_table(tmp_path):
+    """The error-rate grid reuses the main grid's 0.17 runs: a cell.json with ``borrowed_from`` whose report paths
+    point into the other grid. The table pairs it like any run and says where it came from."""
+    main = make_cell(tmp_path / "ablation", "sft0", {**SFT, "error_rate": 0.17}, 0, [0, 0], [(1, 0, True)])
+    own = make_cell(tmp_path / "error_rate", "mae0", {**MAE, "error_rate": 0.17}, 0, [1, 0], [(1, 0, True)])
+    borrowed = tmp_path / "error_rate" / "borrowed-sft0"
+    borrowed.mkdir()
+    record = json.loads((main / "cell.json").read_text())
+    for e in record["evaluations"]:
+        e["reports"] = {k: f"../../ablation/sft0/{v}" for k, v in e["reports"].items()}
+    (borrowed / "cell.json").write_text(json.dumps({**record, "borrowed_from": "../../ablation/sft0"}))
+    md, csv_path = write_results([own, borrowed], tmp_path / "out", n_boot=100)
+    rows = {r["label"]: r for r in csv.DictReader(open(csv_path))}
+    assert rows["+MAE"]["n_pairs"] == "1" and float(rows["+MAE"]["TS_diff"]) == 50.0
+    assert "Runs reused from another grid" in md.read_text() and "Standard SFT seed 0 from `../../ablation/sft0`" in md.read_text()
+    plain, _ = write_results([own, main], tmp_path / "plain", n_boot=100)
+    assert "reused" not in plain.read_text()
+
+
 def test_labels_follow_table_5():
     assert setting_label(SFT) == "Standard SFT"
     assert setting_label({"use_mae": True, "use_pkt": True, "irm": True}) == "+MAE +PKT +IRM"

@@ -85,6 +85,8 @@ class Evaluation:
     sources: dict[str, Path]
     complete: bool = True
     outcomes: dict[str, CaseOutcomes] = field(default_factory=dict)
+    #: another grid's cell whose evaluation this is (``cell.json``'s ``borrowed_from``): the same run, reused
+    borrowed_from: str | None = None
 
     def metric(self, name: str) -> CaseOutcomes | None:
         """The per-case outcomes of a metric (None when the report has no such number, e.g. no success checks)."""
@@ -126,7 +128,8 @@ def load_evaluations(cells: Iterable[str | Path]) -> list[Evaluation]:
                 raise ValueError(f"{cell_dir / 'cell.json'}: an evaluation lacks {err}") from None
             fits = ["sft"] + (["ppo"] if model == "ppo" else [])
             complete = all((stages.get(f) or {}).get("status", {}).get("completed", True) for f in fits)
-            out.append(Evaluation(cell_dir, model, setting, seed, {s: _read_json(p) for s, p in sources.items()}, sources, complete))
+            out.append(Evaluation(cell_dir, model, setting, seed, {s: _read_json(p) for s, p in sources.items()}, sources,
+                                  complete, borrowed_from=record.get("borrowed_from")))
     return out
 
 
@@ -189,7 +192,8 @@ def summarize(evaluations: Sequence[Evaluation], n_boot: int = 2000, seed: int =
         for test_set in ("synthetic_single", "synthetic_multi"):
             sizes = {len(e.reports[test_set].get("cases") or []) for e in runs.values() if test_set in e.reports}
             row[f"n_{test_set}"] = sizes.pop() if len(sizes) == 1 else None
-        row["runs"] = {s: {"cell": runs[s].cell, "model": runs[s].model} for s in row["seeds"]}
+        row["runs"] = {s: {"cell": runs[s].cell, "model": runs[s].model, "borrowed_from": runs[s].borrowed_from}
+                       for s in row["seeds"]}
         for m in METRICS:
             for s in row["seeds"]:
                 o = runs[s].metric(m)
@@ -267,6 +271,11 @@ def _markdown(rows: list[dict[str, Any]], n_boot: int, seed: int) -> str:
                   "The same differences with a 95% bootstrap interval over the test cases alone, the seeds held fixed. "
                   "It leaves out seed-to-seed variance and is narrower; it is shown for comparison, not for claims.", "",
                   *table(headline, "{diff} [{case_lo}, {case_hi}]", paired, "pairs")]
+    borrowed = [f"{r['label']} seed {sd} from `{run['borrowed_from']}`" for r in rows for sd, run in r["runs"].items()
+                if run.get("borrowed_from")]
+    if borrowed:
+        lines += ["", "Runs reused from another grid (their `cell.json` names the cell, `borrowed_from`): "
+                  + "; ".join(borrowed) + "."]
     incomplete = [f"{r['label']} ({r['incomplete']})" for r in rows if r["incomplete"]]
     if incomplete:
         lines += ["", f"Runs stopped before their planned length (e.g. by max_time): {', '.join(incomplete)}."]
