@@ -197,8 +197,11 @@ def test_stopping_the_runner_ends_the_running_cell_and_its_stages(tmp_path, sig)
     """The runner is killed as a user or a scheduler would (a real process, a real signal); the cell it was running
     and that cell's own child must end with it, not run on orphaned."""
     sweep = _grid(tmp_path, FAKE_LONG_CELL, '[python, "${program}", "${args}"]', parameters="a: {values: [1]}")
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps an inherited
+    # SIG_IGN: under `cmd &` the runner would never see this test's Ctrl-C. A user's terminal gives it the default.
     proc = subprocess.Popen([sys.executable, "-m", "tl_lightning", "sweep", str(sweep), "--out", str(tmp_path / "out")],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pids_file = tmp_path / "pids"
     try:
         deadline = time.monotonic() + 120
